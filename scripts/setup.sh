@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what Kamera needs to build, run and test on a fresh Debian machine.
+# Idempotent: every step checks first and does nothing when the tool is already there.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+
+debian_packages=(
+  pkg-config clang libclang-dev
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
+  libavfilter-dev libavdevice-dev ffmpeg
+)
+
+missing=()
+for pkg in "${debian_packages[@]}"; do
+  if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "setup: system packages ready"

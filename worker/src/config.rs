@@ -1,0 +1,284 @@
+//! The worker's configuration: every flag has a `KAMERA_*` environment twin.
+//!
+//! This is a public contract: the operator builds these flags for each Camera, and a test
+//! parses the operator's arguments with this very parser (`Config::try_parse_from`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Kamera worker: RTMP ingest, LL-HLS live view, recording and frames for AI processors.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kamera-worker", version, about, long_about = None)]
+pub struct Config {
+    /// Address the RTMP ingest listens on (rtmp://host:port/<app>/<camera>).
+    #[arg(long, env = "KAMERA_RTMP_LISTEN", default_value = "0.0.0.0:1935")]
+    pub rtmp_listen: SocketAddr,
+
+    /// Address the HTTP server (LL-HLS, API, metrics, health) listens on.
+    #[arg(long, env = "KAMERA_HTTP_LISTEN", default_value = "0.0.0.0:8080")]
+    pub http_listen: SocketAddr,
+
+    /// Directory for recordings, frames and the frame socket.
+    #[arg(long, env = "KAMERA_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Accept only these camera names (stream keys); repeatable. Without it, any valid name is accepted.
+    #[arg(long = "camera", env = "KAMERA_CAMERAS", value_delimiter = ',', value_parser = parse_camera_name)]
+    pub cameras: Vec<String>,
+
+    /// File of publish keys: one `camera=key` per line (`*=key` for every camera without its own).
+    /// Publishers pass the key as `rtmp://host/live/<camera>?key=<key>`.
+    #[arg(long, env = "KAMERA_PUBLISH_KEY_FILE")]
+    pub publish_key_file: Option<PathBuf>,
+
+    /// Let a new publisher on a live camera replace the current one instead of being refused.
+    #[arg(long, env = "KAMERA_TAKEOVER")]
+    pub takeover: bool,
+
+    /// Also publish a synthetic test camera named `demo` (needs the `ffmpeg` CLI).
+    #[arg(long, env = "KAMERA_DEMO")]
+    pub demo: bool,
+
+    /// LL-HLS part duration (`#EXT-X-PART-TARGET`).
+    #[arg(long, env = "KAMERA_HLS_PART_DURATION", default_value = "200ms", value_parser = parse_duration)]
+    pub hls_part_duration: Duration,
+
+    /// Disable recording to disk.
+    #[arg(long, env = "KAMERA_NO_RECORDING")]
+    pub no_recording: bool,
+
+    /// Length of each recording file; files are cut at the first keyframe after each
+    /// wall-clock multiple of it.
+    #[arg(long, env = "KAMERA_SEGMENT_DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub segment_duration: Duration,
+
+    /// Duration of each fragment (`moof`/`mdat`) inside a recording file.
+    #[arg(long, env = "KAMERA_RECORDING_FRAGMENT", default_value = "1s", value_parser = parse_duration)]
+    pub recording_fragment: Duration,
+
+    /// When recordings are flushed to stable storage.
+    #[arg(long, env = "KAMERA_RECORDING_FSYNC", value_enum, default_value = "fragment")]
+    pub recording_fsync: FsyncPolicy,
+
+    /// Delete recordings older than this (e.g. `7d`).
+    #[arg(long, env = "KAMERA_RETENTION_MAX_AGE", value_parser = parse_duration)]
+    pub retention_max_age: Option<Duration>,
+
+    /// Delete a camera's oldest recordings while its total exceeds this (e.g. `80Gi`, `500MB`).
+    #[arg(long, env = "KAMERA_RETENTION_MAX_SIZE", value_parser = parse_bytes)]
+    pub retention_max_size: Option<u64>,
+
+    /// Stop recording when free space on the data volume drops below this (`5%` or `1GiB`).
+    #[arg(long, env = "KAMERA_MIN_FREE", default_value = "5%", value_parser = parse_min_free)]
+    pub min_free: MinFree,
+
+    /// Frames extracted per second per camera for processors (e.g. `1`, `0.5`, `5`).
+    #[arg(long, env = "KAMERA_FRAME_FPS", default_value = "1", value_parser = parse_positive_f64)]
+    pub frame_fps: f64,
+
+    /// JPEG quality of extracted frames (1-100).
+    #[arg(long, env = "KAMERA_FRAME_QUALITY", default_value = "80", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub frame_quality: u8,
+
+    /// Scale frames down to at most this width (keeping the aspect ratio).
+    #[arg(long, env = "KAMERA_FRAME_MAX_WIDTH")]
+    pub frame_max_width: Option<u32>,
+
+    /// Number of numbered frames kept per camera beside `latest.jpg`.
+    #[arg(long, env = "KAMERA_FRAME_KEEP", default_value = "8")]
+    pub frame_keep: usize,
+
+    /// Directory for frames (default: `<data-dir>/frames`).
+    #[arg(long, env = "KAMERA_FRAMES_DIR")]
+    pub frames_dir: Option<PathBuf>,
+
+    /// Unix socket processors connect to (default: `<data-dir>/frames.sock`).
+    #[arg(long, env = "KAMERA_FRAME_SOCKET")]
+    pub frame_socket: Option<PathBuf>,
+
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `kamera_worker=debug`.
+    #[arg(long, env = "KAMERA_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Only check the configuration and exit (used by the operator's tests and by humans).
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl Config {
+    /// Directory of frames for processors.
+    pub fn frames_dir(&self) -> PathBuf {
+        self.frames_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("frames"))
+    }
+
+    /// Path of the frame socket.
+    pub fn frame_socket(&self) -> PathBuf {
+        self.frame_socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("frames.sock"))
+    }
+
+    /// Directory of recordings.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.data_dir.join("recordings")
+    }
+}
+
+/// Camera names end up in URLs and file paths, so they are restricted to a safe alphabet.
+pub fn parse_camera_name(name: &str) -> Result<String, String> {
+    if is_valid_camera_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "invalid camera name {name:?}: use 1-64 characters from a-z, A-Z, 0-9, '-', '_', '.', not starting with '.'"
+        ))
+    }
+}
+
+/// True when `name` can be used as a camera name (and therefore in paths and URLs).
+pub fn is_valid_camera_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Parses a human duration such as `200ms`, `5m` or `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// Parses a size such as `500MB`, `80Gi`, `1GiB` or `1048576`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number with an optional unit"))?;
+    let multiplier: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "k" | "K" | "KB" | "kB" => 1e3,
+        "M" | "MB" => 1e6,
+        "G" | "GB" => 1e9,
+        "T" | "TB" => 1e12,
+        "Ki" | "KiB" => 1024.0,
+        "Mi" | "MiB" => 1024.0 * 1024.0,
+        "Gi" | "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" | "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("invalid size {s:?}: unknown unit {other:?}")),
+    };
+    Ok((value * multiplier) as u64)
+}
+
+/// Free space to keep on the data volume.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinFree {
+    /// A share of the volume, in percent.
+    Percent(f64),
+    /// An absolute number of bytes.
+    Bytes(u64),
+}
+
+impl MinFree {
+    /// The threshold in bytes for a volume of `total` bytes.
+    pub fn bytes_for(&self, total: u64) -> u64 {
+        match *self {
+            MinFree::Percent(p) => (total as f64 * p / 100.0) as u64,
+            MinFree::Bytes(b) => b,
+        }
+    }
+}
+
+/// Parses `5%` or a size such as `1GiB`.
+pub fn parse_min_free(s: &str) -> Result<MinFree, String> {
+    match s.trim().strip_suffix('%') {
+        Some(p) => {
+            let p: f64 = p.trim().parse().map_err(|_| format!("invalid percentage {s:?}"))?;
+            if (0.0..100.0).contains(&p) {
+                Ok(MinFree::Percent(p))
+            } else {
+                Err(format!("invalid percentage {s:?}: must be in 0..100"))
+            }
+        }
+        None => parse_bytes(s).map(MinFree::Bytes),
+    }
+}
+
+/// Parses a strictly positive, finite number (frame rates).
+pub fn parse_positive_f64(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("invalid value {s:?}: expected a positive number")),
+    }
+}
+
+/// How eagerly the recorder flushes to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FsyncPolicy {
+    /// After every fragment (at most one fragment is lost on power failure).
+    Fragment,
+    /// When a file is closed.
+    Segment,
+    /// Never; leave it to the kernel.
+    Off,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_on_a_laptop() {
+        let c = Config::try_parse_from(["kamera-worker"]).expect("defaults parse");
+        assert_eq!(c.rtmp_listen.port(), 1935);
+        assert_eq!(c.http_listen.port(), 8080);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c.cameras.is_empty());
+    }
+
+    #[test]
+    fn camera_flag_is_repeatable_and_validated() {
+        let c = Config::try_parse_from(["kamera-worker", "--camera", "a", "--camera", "b-2"])
+            .expect("valid cameras");
+        assert_eq!(c.cameras, vec!["a", "b-2"]);
+        assert!(Config::try_parse_from(["kamera-worker", "--camera", "../etc"]).is_err());
+        assert!(Config::try_parse_from(["kamera-worker", "--camera", ""]).is_err());
+    }
+
+    #[test]
+    fn durations_are_human() {
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn sizes_and_free_space() {
+        assert_eq!(parse_bytes("80Gi"), Ok(80 * 1024 * 1024 * 1024));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert_eq!(parse_bytes("1024"), Ok(1024));
+        assert!(parse_bytes("5 parsecs").is_err());
+        assert_eq!(parse_min_free("5%"), Ok(MinFree::Percent(5.0)));
+        assert_eq!(parse_min_free("1GiB"), Ok(MinFree::Bytes(1 << 30)));
+        assert_eq!(MinFree::Percent(5.0).bytes_for(1000), 50);
+        assert!(parse_min_free("150%").is_err());
+    }
+
+    #[test]
+    fn frame_rate_must_be_positive() {
+        assert!(Config::try_parse_from(["kamera-worker", "--frame-fps", "0.5"]).is_ok());
+        assert!(Config::try_parse_from(["kamera-worker", "--frame-fps", "0"]).is_err());
+        assert!(Config::try_parse_from(["kamera-worker", "--frame-fps", "-1"]).is_err());
+    }
+}
