@@ -26,4 +26,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "setup: system packages ready"
+echo "setup: Debian packages ready"
+
+# Further, independent setup steps (Python tools, helm/kubectl, browser), each idempotent.
+for step in "$root"/scripts/setup.d/*.sh; do
+  [ -e "$step" ] || continue
+  bash "$step"
+done
