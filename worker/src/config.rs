@@ -60,7 +60,12 @@ pub struct Config {
     pub recording_fragment: Duration,
 
     /// When recordings are flushed to stable storage.
-    #[arg(long, env = "KAMERA_RECORDING_FSYNC", value_enum, default_value = "fragment")]
+    #[arg(
+        long,
+        env = "KAMERA_RECORDING_FSYNC",
+        value_enum,
+        default_value = "fragment"
+    )]
     pub recording_fsync: FsyncPolicy,
 
     /// Delete recordings older than this (e.g. `7d`).
@@ -203,7 +208,10 @@ impl MinFree {
 pub fn parse_min_free(s: &str) -> Result<MinFree, String> {
     match s.trim().strip_suffix('%') {
         Some(p) => {
-            let p: f64 = p.trim().parse().map_err(|_| format!("invalid percentage {s:?}"))?;
+            let p: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid percentage {s:?}"))?;
             if (0.0..100.0).contains(&p) {
                 Ok(MinFree::Percent(p))
             } else {

@@ -1,4 +1,14 @@
 //! Kamera's media worker. Data flows one way, per camera:
 //! RTMP session → demux → stream hub → independent consumers (LL-HLS, recording, frames).
 
+pub mod app;
+pub mod auth;
 pub mod config;
+pub mod demo;
+pub mod http;
+pub mod hub;
+pub mod media;
+pub mod metrics;
+pub mod rtmp;
+pub mod stage;
+pub mod stats;

@@ -1,0 +1,131 @@
+//! Wires the pipeline together: listeners, the hub, HTTP and (optionally) the demo camera,
+//! and shuts everything down in order on SIGTERM/SIGINT.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::auth::PublishPolicy;
+use crate::config::Config;
+use crate::http::{self, HttpState};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::rtmp::server;
+use crate::rtmp::session::IngestContext;
+use crate::stage::{self, Stage};
+
+/// Time allowed for tasks to finish after the shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the worker until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+
+    let keys = match &config.publish_key_file {
+        Some(path) => PublishPolicy::load_keys(path)?,
+        None => Default::default(),
+    };
+    let policy = PublishPolicy {
+        cameras: config.cameras.clone(),
+        keys,
+    };
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let hub = Hub::new();
+
+    let rtmp = TcpListener::bind(config.rtmp_listen)
+        .await
+        .with_context(|| format!("binding RTMP listener on {}", config.rtmp_listen))?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP listener on {}", config.http_listen))?;
+    let rtmp_addr = rtmp.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    // Consumer stages, each attached to every camera (LL-HLS, recording, frames).
+    let stages: Vec<Arc<dyn Stage>> = Vec::new();
+
+    let mut http_state = HttpState::new(hub.clone(), metrics.clone());
+    for stage in &stages {
+        http_state.sections.push(stage.clone());
+    }
+    let http_state = Arc::new(http_state);
+    let mut router = http::router(http_state.clone());
+    for stage in &stages {
+        router = router.merge(stage.routes());
+    }
+    let router = http::finish(router);
+
+    let mut tasks = JoinSet::new();
+    let ingest = Arc::new(IngestContext {
+        hub: hub.clone(),
+        policy,
+        metrics: metrics.clone(),
+        takeover: config.takeover,
+    });
+    tasks.spawn(server::serve(rtmp, ingest, shutdown.child_token()));
+    tasks.spawn(stage::attach_all(
+        hub.clone(),
+        stages,
+        shutdown.child_token(),
+    ));
+    {
+        let shutdown = shutdown.child_token();
+        tasks.spawn(async move {
+            let served = axum::serve(http_listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                warn!(error = %e, "http server failed");
+            }
+        });
+    }
+    if config.demo {
+        tasks.spawn(crate::demo::run(rtmp_addr, shutdown.child_token()));
+    }
+
+    http_state.ready.store(true, Ordering::Release);
+    info!(rtmp = %rtmp_addr, http = %http_addr, data_dir = %config.data_dir.display(), "kamera worker ready");
+
+    shutdown.cancelled().await;
+    info!("shutting down");
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}; exiting anyway");
+    }
+    Ok(())
+}
+
+/// Cancels the returned token on SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = term => info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+        }
+        t.cancel();
+    });
+    token
+}

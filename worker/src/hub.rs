@@ -1,0 +1,430 @@
+//! The stream hub: one channel per camera, one producer (the RTMP session) and any number
+//! of independent subscribers (LL-HLS, recording, frames).
+//!
+//! Queue policy: each channel is one bounded ring (`tokio::sync::broadcast`, [`RING`] events).
+//! A subscriber that falls behind loses the oldest events (drop-oldest), is told so once with
+//! [`Event::Gap`], and then receives nothing until the next video keyframe, so it never sees
+//! media with a hole in it. The producer never waits for a subscriber.
+//!
+//! A late subscriber starts with the codec configuration and the current GOP, so it can
+//! begin decoding or muxing at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::media::{AudioConfig, Frame, StreamInfo, Track, VideoConfig};
+use crate::stats::{CameraStats, StatsSnapshot};
+
+/// Events per camera kept in the ring: about 6 s of 30 fps video with AAC audio.
+pub const RING: usize = 512;
+/// The cached GOP is dropped (late subscribers then wait for the next keyframe) past this many
+/// frames, so a publisher that never sends a keyframe cannot grow memory without bound.
+pub const MAX_GOP_FRAMES: usize = 900;
+
+/// What a subscriber receives, in order.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A publish session started or changed its codec configuration; the frames that follow use it.
+    Start(Arc<StreamInfo>),
+    /// One access unit.
+    Frame(Arc<Frame>),
+    /// This subscriber fell behind and lost `dropped` events; the next frame is a keyframe.
+    Gap { dropped: u64 },
+    /// The publisher went away. A later `Start` begins a new session.
+    End,
+}
+
+#[derive(Debug, Clone)]
+enum Item {
+    Frame(Arc<StreamInfo>, Arc<Frame>),
+    Start(Arc<StreamInfo>),
+    End,
+}
+
+/// Why a publish attempt was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PublishError {
+    #[error("camera {camera:?} is already live (publisher {current})")]
+    AlreadyLive { camera: String, current: SocketAddr },
+}
+
+/// All cameras known to this worker.
+#[derive(Default)]
+pub struct Hub {
+    channels: Mutex<HashMap<String, Arc<Channel>>>,
+    /// Bumped whenever a camera is added, so consumers can attach to new cameras.
+    generation: watch::Sender<u64>,
+}
+
+impl Hub {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Starts publishing `camera` from `peer`. With `takeover`, a live publisher is cancelled
+    /// and replaced; otherwise a live camera refuses a second publisher.
+    pub fn publish(
+        &self,
+        camera: &str,
+        peer: SocketAddr,
+        takeover: bool,
+    ) -> Result<Publisher, PublishError> {
+        let channel = self.channel(camera);
+        let cancel = CancellationToken::new();
+        let session = {
+            let mut state = channel.lock();
+            if let Some(current) = &state.publisher {
+                if !takeover {
+                    return Err(PublishError::AlreadyLive {
+                        camera: camera.to_string(),
+                        current: current.peer,
+                    });
+                }
+                current.cancel.cancel();
+                channel.end_session(&mut state);
+            }
+            state.session += 1;
+            state.publisher = Some(PublisherSlot {
+                peer,
+                cancel: cancel.clone(),
+                session: state.session,
+            });
+            state.stats.on_publish(peer, SystemTime::now());
+            state.session
+        };
+        Ok(Publisher {
+            session,
+            channel,
+            cancel,
+        })
+    }
+
+    /// The channel of `camera`, created on first use.
+    pub fn channel(&self, camera: &str) -> Arc<Channel> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = channels.get(camera) {
+            return c.clone();
+        }
+        let channel = Arc::new(Channel::new(camera));
+        channels.insert(camera.to_string(), channel.clone());
+        self.generation.send_modify(|g| *g += 1);
+        channel
+    }
+
+    /// The channel of `camera`, if the camera ever published.
+    pub fn get(&self, camera: &str) -> Option<Arc<Channel>> {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.get(camera).cloned()
+    }
+
+    /// All channels, sorted by camera name.
+    pub fn channels(&self) -> Vec<Arc<Channel>> {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = channels.values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Changes whenever a camera is added; see [`Hub::channels`].
+    pub fn watch_cameras(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+}
+
+struct PublisherSlot {
+    peer: SocketAddr,
+    cancel: CancellationToken,
+    session: u64,
+}
+
+struct ChannelState {
+    info: Option<Arc<StreamInfo>>,
+    /// Frames since the last video keyframe (or every audio frame of an audio-only stream).
+    gop: Vec<Arc<Frame>>,
+    gop_starts_clean: bool,
+    publisher: Option<PublisherSlot>,
+    session: u64,
+    next_info_version: u64,
+    stats: CameraStats,
+}
+
+/// One camera: its ring, its current configuration and GOP, and its statistics.
+pub struct Channel {
+    name: String,
+    tx: broadcast::Sender<Item>,
+    state: Mutex<ChannelState>,
+}
+
+impl Channel {
+    fn new(name: &str) -> Self {
+        let (tx, _) = broadcast::channel(RING);
+        Self {
+            name: name.to_string(),
+            tx,
+            state: Mutex::new(ChannelState {
+                info: None,
+                gop: Vec::new(),
+                gop_starts_clean: false,
+                publisher: None,
+                session: 0,
+                next_info_version: 1,
+                stats: CameraStats::default(),
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ChannelState> {
+        // A panic while holding this lock cannot leave the state half-written in a way that
+        // matters more than losing the camera, so recover the data rather than poison forever.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Subscribes at the current position: the configuration and current GOP come first.
+    pub fn subscribe(&self) -> Subscriber {
+        let state = self.lock();
+        let mut backlog = VecDeque::new();
+        let mut delivered = None;
+        if let Some(info) = &state.info {
+            backlog.push_back(Event::Start(info.clone()));
+            delivered = Some(info.version);
+            if state.gop_starts_clean {
+                backlog.extend(state.gop.iter().cloned().map(Event::Frame));
+            }
+        }
+        let resync = state.info.is_some() && !state.gop_starts_clean;
+        Subscriber {
+            rx: self.tx.subscribe(),
+            backlog,
+            delivered_info: delivered,
+            resync,
+        }
+    }
+
+    /// True while a publisher is connected.
+    pub fn is_live(&self) -> bool {
+        self.lock().publisher.is_some()
+    }
+
+    /// The current codec configuration, while live.
+    pub fn info(&self) -> Option<Arc<StreamInfo>> {
+        self.lock().info.clone()
+    }
+
+    /// A copy of the camera's statistics.
+    pub fn stats(&self) -> StatsSnapshot {
+        let state = self.lock();
+        state.stats.snapshot(state.publisher.is_some())
+    }
+
+    fn end_session(&self, state: &mut ChannelState) {
+        state.publisher = None;
+        state.info = None;
+        state.gop.clear();
+        state.gop_starts_clean = false;
+        state.stats.on_end();
+        let _ = self.tx.send(Item::End);
+    }
+}
+
+/// The producing side of a channel, held by one RTMP session. Dropping it ends the session.
+pub struct Publisher {
+    channel: Arc<Channel>,
+    session: u64,
+    cancel: CancellationToken,
+}
+
+impl Publisher {
+    pub fn channel(&self) -> &Arc<Channel> {
+        &self.channel
+    }
+
+    /// Cancelled when another publisher takes this camera over (`--takeover`).
+    pub fn cancelled(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Sets a new codec configuration (or the first one) for the frames that follow.
+    /// Returns false (and changes nothing) if the configuration is unchanged.
+    pub fn set_info(&self, video: Option<VideoConfig>, audio: Option<AudioConfig>) -> bool {
+        let mut state = self.channel.lock();
+        if !self.owns(&state) {
+            return false;
+        }
+        if let Some(cur) = &state.info {
+            if cur.video == video && cur.audio == audio {
+                return false;
+            }
+        }
+        let info = Arc::new(StreamInfo {
+            version: state.next_info_version,
+            video,
+            audio,
+        });
+        state.next_info_version += 1;
+        state.info = Some(info.clone());
+        // Frames cached under the old configuration cannot be decoded with the new one.
+        state.gop.clear();
+        state.gop_starts_clean = false;
+        state.stats.on_info(&info);
+        let _ = self.channel.tx.send(Item::Start(info));
+        true
+    }
+
+    /// Publishes one access unit. Frames before the first configuration are discarded.
+    pub fn push(&self, frame: Frame) {
+        let mut state = self.channel.lock();
+        if !self.owns(&state) {
+            return;
+        }
+        let Some(info) = state.info.clone() else {
+            return;
+        };
+        state.stats.on_frame(&frame);
+        let frame = Arc::new(frame);
+        let starts_gop = is_random_access(&info, &frame);
+        if starts_gop {
+            state.gop.clear();
+            state.gop_starts_clean = true;
+        }
+        if state.gop.len() >= MAX_GOP_FRAMES {
+            state.gop.clear();
+            state.gop_starts_clean = false;
+        }
+        if state.gop_starts_clean {
+            state.gop.push(frame.clone());
+        }
+        let _ = self.channel.tx.send(Item::Frame(info, frame));
+    }
+
+    /// Records that the publisher sent something Kamera cannot use (shown in the API).
+    pub fn report_unsupported(&self, track: Track, what: &str) {
+        let mut state = self.channel.lock();
+        if self.owns(&state) {
+            state.stats.on_unsupported(track, what);
+        }
+    }
+
+    /// Counts received bytes (RTMP payload) for the ingest statistics.
+    pub fn count_bytes(&self, n: usize) {
+        let mut state = self.channel.lock();
+        if self.owns(&state) {
+            state.stats.on_bytes(n);
+        }
+    }
+
+    fn owns(&self, state: &ChannelState) -> bool {
+        state
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.session == self.session)
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let mut state = self.channel.lock();
+        if self.owns(&state) {
+            self.channel.end_session(&mut state);
+        }
+    }
+}
+
+/// A frame a consumer can start from after losing data: a video keyframe, or any audio frame
+/// of a stream without video.
+fn is_random_access(info: &StreamInfo, frame: &Frame) -> bool {
+    frame.keyframe && (frame.track == Track::Video || info.video.is_none())
+}
+
+/// The consuming side: reads at its own pace, never blocks the producer.
+pub struct Subscriber {
+    rx: broadcast::Receiver<Item>,
+    backlog: VecDeque<Event>,
+    delivered_info: Option<u64>,
+    /// Dropping frames until the next random access point.
+    resync: bool,
+}
+
+impl Subscriber {
+    /// The next event, or `None` when the hub is gone.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            if let Some(ev) = self.backlog.pop_front() {
+                return Some(ev);
+            }
+            let item = match self.rx.recv().await {
+                Ok(item) => item,
+                Err(broadcast::error::RecvError::Lagged(dropped)) => {
+                    self.resync = true;
+                    return Some(Event::Gap { dropped });
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            if let Some(ev) = self.accept(item) {
+                return Some(ev);
+            }
+        }
+    }
+
+    /// Like [`Subscriber::recv`] for blocking threads (recording, decoding).
+    pub fn blocking_recv(&mut self) -> Option<Event> {
+        loop {
+            if let Some(ev) = self.backlog.pop_front() {
+                return Some(ev);
+            }
+            let item = match self.rx.blocking_recv() {
+                Ok(item) => item,
+                Err(broadcast::error::RecvError::Lagged(dropped)) => {
+                    self.resync = true;
+                    return Some(Event::Gap { dropped });
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            if let Some(ev) = self.accept(item) {
+                return Some(ev);
+            }
+        }
+    }
+
+    fn accept(&mut self, item: Item) -> Option<Event> {
+        match item {
+            Item::Start(info) => {
+                self.delivered_info = Some(info.version);
+                // A new configuration starts clean only at its first keyframe.
+                self.resync = true;
+                Some(Event::Start(info))
+            }
+            Item::End => {
+                self.delivered_info = None;
+                self.resync = false;
+                Some(Event::End)
+            }
+            Item::Frame(info, frame) => {
+                if self.resync {
+                    if !is_random_access(&info, &frame) {
+                        return None;
+                    }
+                    self.resync = false;
+                }
+                if self.delivered_info != Some(info.version) {
+                    // The `Start` of this configuration was lost in a gap: deliver it first.
+                    self.delivered_info = Some(info.version);
+                    self.backlog.push_back(Event::Frame(frame));
+                    return Some(Event::Start(info));
+                }
+                Some(Event::Frame(frame))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,274 @@
+//! Turns one publisher's RTMP audio/video messages into codec configuration and access units
+//! with normalised timestamps. Stateful per session; no I/O.
+
+use bytes::Bytes;
+
+use super::flv::{self, AudioTag, FlvError, VideoTag};
+use super::h264::{self, H264Error};
+use super::timeline::Timeline;
+use crate::media::{AudioConfig, Frame, Track, VideoConfig};
+
+/// What one message produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// The configuration for the frames that follow (sent before the first frame and on change).
+    Config {
+        video: Option<VideoConfig>,
+        audio: Option<AudioConfig>,
+    },
+    Frame(Frame),
+    /// The publisher sent a codec Kamera does not accept; reported once per session and track.
+    Unsupported {
+        track: Track,
+        what: String,
+    },
+    /// A timestamp jump was smoothed over.
+    Discontinuity {
+        track: Track,
+    },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DemuxError {
+    #[error(transparent)]
+    Flv(#[from] FlvError),
+    #[error("invalid AVC sequence header: {0}")]
+    AvcConfig(#[from] H264Error),
+}
+
+#[derive(Debug, Default)]
+pub struct Demuxer {
+    timeline: Timeline,
+    video: Option<VideoConfig>,
+    audio: Option<AudioConfig>,
+    /// What was last announced with `Output::Config`.
+    announced: Option<(Option<VideoConfig>, Option<AudioConfig>)>,
+    reported: [bool; 2],
+}
+
+impl Demuxer {
+    /// Handles one video message with its RTMP timestamp.
+    pub fn video(&mut self, data: &Bytes, timestamp: u32) -> Result<Vec<Output>, DemuxError> {
+        match flv::parse_video(data)? {
+            VideoTag::AvcSequenceHeader(record) => {
+                self.video = Some(h264::parse_avcc(record)?);
+                Ok(Vec::new())
+            }
+            VideoTag::AvcFrame {
+                keyframe,
+                composition_time,
+                data,
+            } => {
+                if self.video.is_none() || data.is_empty() {
+                    // Nothing can decode a picture before its sequence header.
+                    return Ok(Vec::new());
+                }
+                let mut out = self.announce();
+                let mapped = self.timeline.map(Track::Video, timestamp);
+                if mapped.discontinuity {
+                    out.push(Output::Discontinuity {
+                        track: Track::Video,
+                    });
+                }
+                out.push(Output::Frame(Frame {
+                    track: Track::Video,
+                    dts: mapped.dts,
+                    pts: mapped.dts + i64::from(composition_time),
+                    keyframe,
+                    data,
+                }));
+                Ok(out)
+            }
+            VideoTag::Ignored => Ok(Vec::new()),
+            VideoTag::Unsupported(what) => Ok(self.unsupported(Track::Video, what)),
+        }
+    }
+
+    /// Handles one audio message with its RTMP timestamp.
+    pub fn audio(&mut self, data: &Bytes, timestamp: u32) -> Result<Vec<Output>, DemuxError> {
+        match flv::parse_audio(data)? {
+            AudioTag::AacSequenceHeader(asc) => {
+                self.audio = Some(flv::parse_audio_specific_config(asc)?);
+                Ok(Vec::new())
+            }
+            AudioTag::AacFrame(data) => {
+                if self.audio.is_none() || data.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut out = self.announce();
+                let mapped = self.timeline.map(Track::Audio, timestamp);
+                if mapped.discontinuity {
+                    out.push(Output::Discontinuity {
+                        track: Track::Audio,
+                    });
+                }
+                out.push(Output::Frame(Frame {
+                    track: Track::Audio,
+                    dts: mapped.dts,
+                    pts: mapped.dts,
+                    keyframe: true,
+                    data,
+                }));
+                Ok(out)
+            }
+            AudioTag::Unsupported(what) => Ok(self.unsupported(Track::Audio, what)),
+        }
+    }
+
+    /// Announces the configuration lazily, at the first frame after a change, so that the
+    /// video and audio sequence headers a publisher sends back to back make one announcement.
+    fn announce(&mut self) -> Vec<Output> {
+        let current = (self.video.clone(), self.audio.clone());
+        if self.announced.as_ref() == Some(&current) {
+            return Vec::new();
+        }
+        self.announced = Some(current.clone());
+        vec![Output::Config {
+            video: current.0,
+            audio: current.1,
+        }]
+    }
+
+    fn unsupported(&mut self, track: Track, what: String) -> Vec<Output> {
+        let t = track as usize;
+        if self.reported[t] {
+            return Vec::new();
+        }
+        self.reported[t] = true;
+        vec![Output::Unsupported { track, what }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtmp::h264::tests::{avcc_record, SPS_240P_BASELINE};
+
+    fn seq_header() -> Bytes {
+        let mut tag = vec![0x17, 0, 0, 0, 0];
+        tag.extend_from_slice(&avcc_record(SPS_240P_BASELINE, &[0x68, 0xce, 0x3c, 0x80]));
+        Bytes::from(tag)
+    }
+
+    fn picture(key: bool, cts: i32) -> Bytes {
+        let c = cts.to_be_bytes();
+        let first = if key { 0x17 } else { 0x27 };
+        Bytes::from(vec![first, 1, c[1], c[2], c[3], 0, 0, 0, 2, 0x65, 0x88])
+    }
+
+    fn frames(out: &[Output]) -> Vec<&Frame> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Frame(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn config_is_announced_once_before_the_first_frame() {
+        let mut d = Demuxer::default();
+        assert!(d.video(&seq_header(), 0).expect("header").is_empty());
+        assert!(d
+            .audio(&Bytes::from_static(&[0xaf, 0, 0x12, 0x10]), 0)
+            .expect("asc")
+            .is_empty());
+        let out = d.video(&picture(true, 0), 0).expect("frame");
+        match &out[0] {
+            Output::Config {
+                video: Some(v),
+                audio: Some(a),
+            } => {
+                assert_eq!((v.width, v.height), (320, 240));
+                assert_eq!(a.sample_rate, 44100);
+            }
+            other => panic!("expected config first, got {other:?}"),
+        }
+        let again = d.video(&picture(false, 0), 33).expect("frame");
+        assert_eq!(again.len(), 1, "no second announcement: {again:?}");
+    }
+
+    #[test]
+    fn pts_is_dts_plus_composition_time_and_keyframes_are_flagged() {
+        let mut d = Demuxer::default();
+        d.video(&seq_header(), 0).expect("header");
+        let out = d.video(&picture(true, 66), 1000).expect("frame");
+        let f = frames(&out)[0];
+        assert_eq!((f.dts, f.pts, f.keyframe), (1000, 1066, true));
+        let out = d.video(&picture(false, -33), 1033).expect("frame");
+        let f = frames(&out)[0];
+        assert_eq!((f.dts, f.pts, f.keyframe), (1033, 1000, false));
+        assert_eq!(&f.data[..], &[0, 0, 0, 2, 0x65, 0x88]);
+    }
+
+    #[test]
+    fn frames_before_a_sequence_header_are_dropped() {
+        let mut d = Demuxer::default();
+        assert!(d.video(&picture(true, 0), 0).expect("ok").is_empty());
+        assert!(d
+            .audio(&Bytes::from_static(&[0xaf, 1, 0x21]), 0)
+            .expect("ok")
+            .is_empty());
+    }
+
+    #[test]
+    fn audio_only_streams_work() {
+        let mut d = Demuxer::default();
+        d.audio(&Bytes::from_static(&[0xaf, 0, 0x11, 0x90]), 0)
+            .expect("asc");
+        let out = d
+            .audio(&Bytes::from_static(&[0xaf, 1, 0x21, 0x10]), 23)
+            .expect("frame");
+        assert!(matches!(
+            &out[0],
+            Output::Config {
+                video: None,
+                audio: Some(_)
+            }
+        ));
+        assert_eq!(frames(&out)[0].track, Track::Audio);
+    }
+
+    #[test]
+    fn unsupported_codec_is_reported_once() {
+        let mut d = Demuxer::default();
+        let tag = Bytes::from_static(&[0x22, 0, 0, 0]);
+        assert!(matches!(
+            &d.video(&tag, 0).expect("ok")[..],
+            [Output::Unsupported {
+                track: Track::Video,
+                ..
+            }]
+        ));
+        assert!(d.video(&tag, 40).expect("ok").is_empty());
+    }
+
+    #[test]
+    fn malformed_sequence_header_is_an_error() {
+        let mut d = Demuxer::default();
+        let bad =
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 40, 0x67]);
+        assert!(matches!(d.video(&bad, 0), Err(DemuxError::AvcConfig(_))));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut d = Demuxer::default();
+        d.video(&seq_header(), 0).expect("header");
+        let mut seed = 0x2545_f491_u32;
+        for i in 0..5000u32 {
+            let len = (seed % 24) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    seed as u8
+                })
+                .collect();
+            let b = Bytes::from(bytes);
+            let _ = d.video(&b, i * 33);
+            let _ = d.audio(&b, i * 23);
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! RTMP ingest: the TCP server, one session task per publisher, and the demuxer that turns
+//! FLV messages into the hub's access units.
+
+pub mod demux;
+pub mod flv;
+pub mod h264;
+pub mod server;
+pub mod session;
+pub mod timeline;
