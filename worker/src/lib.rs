@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod fmp4;
 pub mod http;
 pub mod hub;
 pub mod media;
