@@ -1,7 +1,183 @@
-//! kamera-operator: reconciles `Camera` and `FrameProcessor` resources into worker pods.
-//! The controller lands with the operator issue; this binary only reports that for now.
+//! `kamera-operator`: `run` the controllers, print the `crd`s, or `render` a Camera offline.
 
-fn main() {
-    eprintln!("kamera-operator: the controller is not built yet; see the operator issue");
-    std::process::exit(2);
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use kamera_operator::controller::{self, Settings};
+use kamera_operator::crd::{crd_file_name, crd_yaml, crds, Camera, FrameProcessor};
+use kamera_operator::leader::{acquire, LeaseSettings};
+use kamera_operator::metrics::{self, Metrics};
+use kamera_operator::render;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::events::Reporter;
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Kamera's Kubernetes operator.
+#[derive(Debug, Parser)]
+#[command(name = "kamera-operator", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions (or write one file per CRD into --dir).
+    Crd {
+        /// Write `<crd-name>.yaml` files into this directory instead of printing.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print the objects the operator would apply for a Camera manifest, without a cluster.
+    Render {
+        /// The Camera manifest.
+        #[arg(long)]
+        camera: PathBuf,
+        /// FrameProcessor manifests to resolve against the Camera; repeatable.
+        #[arg(long = "processors")]
+        processors: Vec<PathBuf>,
+        /// Worker image for a Camera that names none.
+        #[arg(long, env = "KAMERA_WORKER_IMAGE", default_value = DEFAULT_WORKER_IMAGE)]
+        worker_image: String,
+    },
+    /// Run the controllers.
+    Run(RunArgs),
+}
+
+const DEFAULT_WORKER_IMAGE: &str = concat!("ghcr.io/kamera-dev/kamera-worker:", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "KAMERA_NAMESPACE")]
+    namespace: Option<String>,
+    /// Worker image for Cameras that name none.
+    #[arg(long, env = "KAMERA_WORKER_IMAGE", default_value = DEFAULT_WORKER_IMAGE)]
+    worker_image: String,
+    /// Address of `/metrics` and `/healthz`.
+    #[arg(long, env = "KAMERA_METRICS_LISTEN", default_value = "0.0.0.0:8081")]
+    metrics_listen: SocketAddr,
+    /// Run without leader election (a single replica only).
+    #[arg(long, env = "KAMERA_NO_LEADER_ELECTION")]
+    no_leader_election: bool,
+    /// Name of the Lease used for leader election.
+    #[arg(long, env = "KAMERA_LEASE_NAME", default_value = "kamera-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This replica's identity in the election and in Events.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(long, env = "KAMERA_LOG", default_value = "info")]
+    log: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crd { dir } => print_crds(dir),
+        Command::Render { camera, processors, worker_image } => render_camera(&camera, &processors, &worker_image),
+        Command::Run(args) => run(args).await,
+    }
+}
+
+fn print_crds(dir: Option<PathBuf>) -> anyhow::Result<()> {
+    match dir {
+        None => print!("{}", kamera_operator::crd::all_crds_yaml()?),
+        Some(dir) => {
+            for crd in crds() {
+                let path = dir.join(crd_file_name(&crd));
+                std::fs::write(&path, crd_yaml(&crd)?).with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn render_camera(camera: &PathBuf, processors: &[PathBuf], worker_image: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(camera).with_context(|| format!("reading {}", camera.display()))?;
+    let cameras: Vec<Camera> = render::parse_manifests(&camera.display().to_string(), &text)?;
+    let [camera] = cameras.as_slice() else {
+        bail!("{} must hold exactly one Camera", camera.display());
+    };
+    let mut all = Vec::new();
+    for path in processors {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        all.extend(render::parse_manifests::<FrameProcessor>(&path.display().to_string(), &text)?);
+    }
+    print!("{}", render::render(camera, &all, worker_image)?);
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
+        .init();
+    let client = Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let identity = args.identity.clone().unwrap_or_else(|| format!("kamera-operator-{}", std::process::id()));
+    let shutdown = CancellationToken::new();
+    let metrics = Metrics::new().context("registering metrics")?;
+
+    let server = tokio::spawn(metrics::serve(args.metrics_listen, metrics.clone(), shutdown.clone()));
+    let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+
+    let leadership = if args.no_leader_election {
+        None
+    } else {
+        let lease_ns = args.lease_namespace.clone().unwrap_or_else(|| "default".into());
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
+        let settings = LeaseSettings { name: args.lease_name.clone(), identity: identity.clone(), duration: Duration::from_secs(15) };
+        info!(lease = %args.lease_name, namespace = %lease_ns, %identity, "waiting for leadership");
+        match acquire(leases, settings, shutdown.clone()).await {
+            Some(lost) => Some(lost),
+            None => return Ok(()),
+        }
+    };
+    let stop = shutdown.clone();
+    if let Some(lost) = leadership {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            lost.cancelled().await;
+            error!("lost leadership; stopping so that only one replica reconciles");
+            stop.cancel();
+        });
+    }
+    let reporter = Reporter { controller: "kamera-operator".into(), instance: Some(identity) };
+    let settings = Settings { worker_image: args.worker_image };
+    controller::run(client, args.namespace, settings, metrics, reporter, stop).await;
+    shutdown.cancel();
+    signals.abort();
+    server.await.context("metrics server task")?.context("metrics server")?;
+    Ok(())
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    info!("shutting down");
+    shutdown.cancel();
 }

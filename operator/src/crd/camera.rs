@@ -1,0 +1,333 @@
+//! The `Camera` resource: one RTMP ingest with LL-HLS, recording and frames, run as one worker pod.
+//!
+//! Field names and validation here are a public contract (CRD `cameras.kamera.dev`); the
+//! reconciler turns a spec into the worker's flags in `reconcile::worker_args`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::{DURATION_PATTERN, SIZE_PATTERN};
+
+/// A camera: publishers push RTMP to it; viewers get LL-HLS; recordings and frames for processors.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "kamera.dev",
+    version = "v1alpha1",
+    kind = "Camera",
+    namespaced,
+    shortname = "cam",
+    category = "kamera",
+    status = "CameraStatus",
+    doc = "A camera: RTMP ingest, LL-HLS live view, recording and frames for processors, run as one worker pod.",
+    printcolumn(name = "Live", type_ = "boolean", json_path = ".status.live"),
+    printcolumn(name = "Resolution", type_ = "string", json_path = ".status.resolution"),
+    printcolumn(name = "FPS", type_ = "number", json_path = ".status.fps"),
+    printcolumn(name = "Processors", type_ = "string", json_path = ".status.processorSummary"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("a Camera's name must be a DNS-1035 label (lower case letters, digits, '-', starting with a letter, at most 63 characters): it names its Service and its stream")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CameraSpec {
+    /// How publishers connect.
+    #[serde(default)]
+    pub ingest: IngestSpec,
+    /// LL-HLS live view.
+    #[serde(default)]
+    pub hls: HlsSpec,
+    /// Recording to a PersistentVolumeClaim.
+    #[serde(default)]
+    pub recording: RecordingSpec,
+    /// Frames extracted for processors.
+    #[serde(default)]
+    pub frames: FramesSpec,
+    /// The Service in front of the worker (RTMP 1935, HTTP 8080).
+    #[serde(default)]
+    pub service: ServiceSpec,
+    /// The worker pod.
+    #[serde(default)]
+    pub worker: WorkerSpec,
+    /// Scale the worker to zero while keeping recordings and the Service.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// How publishers connect.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngestSpec {
+    /// A Secret key holding the publish key; publishers then use
+    /// `rtmp://<service>:1935/live/<camera>?key=<key>`. Without it any publisher is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_key_secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key in a Secret of the Camera's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret.
+    #[serde(default = "default_stream_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_stream_key() -> String {
+    "streamKey".to_string()
+}
+
+/// LL-HLS settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HlsSpec {
+    /// Part duration (`#EXT-X-PART-TARGET`), e.g. `200ms`.
+    #[serde(default = "default_part_duration")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub part_duration: String,
+}
+
+impl Default for HlsSpec {
+    fn default() -> Self {
+        Self {
+            part_duration: default_part_duration(),
+        }
+    }
+}
+
+fn default_part_duration() -> String {
+    "200ms".to_string()
+}
+
+/// Recording settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordingSpec {
+    /// Record to disk (fragmented MP4 files).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Length of each recording file, e.g. `5m`.
+    #[serde(default = "default_segment_duration")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub segment_duration: String,
+    /// When old recordings are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
+    /// The PersistentVolumeClaim recordings are written to.
+    #[serde(default)]
+    pub storage: StorageSpec,
+}
+
+impl Default for RecordingSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            segment_duration: default_segment_duration(),
+            retention: None,
+            storage: StorageSpec::default(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_segment_duration() -> String {
+    "5m".to_string()
+}
+
+/// Retention of recordings, by age and by total size (both may be set).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("has(self.maxAge) || has(self.maxSize)").message("retention needs maxAge, maxSize or both"))]
+pub struct RetentionSpec {
+    /// Delete recordings older than this, e.g. `7d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub max_age: Option<String>,
+    /// Delete the oldest recordings while the camera's total exceeds this, e.g. `80Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SIZE_PATTERN))]
+    pub max_size: Option<String>,
+}
+
+/// The recordings volume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorageSpec {
+    /// Requested size of the PersistentVolumeClaim, e.g. `100Gi`.
+    #[serde(default = "default_storage_size")]
+    #[schemars(regex(pattern = SIZE_PATTERN))]
+    pub size: String,
+    /// StorageClass of the claim; the cluster's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Keep the claim (and the recordings) when the Camera is deleted.
+    #[serde(default)]
+    pub retain_on_delete: bool,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+            retain_on_delete: false,
+        }
+    }
+}
+
+fn default_storage_size() -> String {
+    "10Gi".to_string()
+}
+
+/// Frames extracted for processors.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FramesSpec {
+    /// Frames per second (any positive rate, e.g. `0.5` or `5`).
+    #[serde(default = "default_fps")]
+    #[schemars(range(min = 0.001, max = 120.0))]
+    pub fps: f64,
+    /// JPEG quality, 1-100.
+    #[serde(default = "default_quality")]
+    #[schemars(range(min = 1, max = 100))]
+    pub quality: u8,
+    /// Scale frames down to at most this width (pixels), keeping the aspect ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 16, max = 16384))]
+    pub max_width: Option<u32>,
+}
+
+impl Default for FramesSpec {
+    fn default() -> Self {
+        Self {
+            fps: default_fps(),
+            quality: default_quality(),
+            max_width: None,
+        }
+    }
+}
+
+fn default_fps() -> f64 {
+    1.0
+}
+
+fn default_quality() -> u8 {
+    80
+}
+
+/// Kind of Service in front of the worker.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    #[default]
+    ClusterIP,
+    /// Also on a port of every node.
+    NodePort,
+    /// Also through a cloud load balancer.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The name Kubernetes uses for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// The worker's Service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!has(self.rtmpNodePort) || self.type != 'ClusterIP'").message("rtmpNodePort needs type NodePort or LoadBalancer"))]
+pub struct ServiceSpec {
+    /// `ClusterIP`, `NodePort` or `LoadBalancer`.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// Annotations for the Service (e.g. for a cloud load balancer).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Fixed node port for RTMP (NodePort and LoadBalancer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30000, max = 32767))]
+    pub rtmp_node_port: Option<i32>,
+}
+
+/// The worker pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkerSpec {
+    /// Worker image; the operator's default (`--worker-image`) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Compute resources of the worker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node selector of the pod (processors' GPU selectors are merged in).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the pod (processors' GPU tolerations are added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// Observed state of a Camera.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `ProcessorsReady` (and, when the worker reports them, `Ingesting`, `Recording`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Where publishers push RTMP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_url: Option<String>,
+    /// Where viewers play LL-HLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playback_url: Option<String>,
+    /// The FrameProcessors attached to this camera.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processors: Vec<AttachedProcessor>,
+    /// Ready processors out of attached ones, e.g. `1/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processor_summary: Option<String>,
+    /// Whether a publisher is connected (from the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<bool>,
+    /// Video resolution of the live stream, e.g. `1920x1080` (from the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    /// Video frame rate of the live stream (from the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+    /// Hash of the worker pod configuration last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+}
+
+/// A FrameProcessor attached to a camera.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachedProcessor {
+    /// Name of the FrameProcessor.
+    pub name: String,
+    /// Whether its sidecar is part of the running pod.
+    pub ready: bool,
+    /// Why it is not ready, or what was adjusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,130 @@
+//! The `FrameProcessor` resource: a container that receives a camera's frames, run as a sidecar
+//! of every worker pod whose Camera it selects.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// A frame processor attached as a sidecar to the worker of every Camera it selects.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "kamera.dev",
+    version = "v1alpha1",
+    kind = "FrameProcessor",
+    namespaced,
+    shortname = "fp",
+    category = "kamera",
+    status = "FrameProcessorStatus",
+    doc = "A frame processor: a container that receives frames of the Cameras it selects, as a sidecar of their worker pods.",
+    printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
+    printcolumn(name = "GPU", type_ = "integer", json_path = ".spec.gpu.count"),
+    printcolumn(name = "Cameras", type_ = "integer", json_path = ".status.matchedCameraCount"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("a FrameProcessor's name must be a DNS-1035 label of at most 40 characters: it names a container")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FrameProcessorSpec {
+    /// Which Cameras of the namespace get this processor; empty selects all.
+    #[serde(default)]
+    pub camera_selector: LabelSelector,
+    /// Container image of the processor.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Entrypoint override.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Extra environment variables (`KAMERA_*` are set by the operator).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Compute resources of the processor container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Frames per second this processor wants; capped at the camera's rate.
+    #[serde(default = "default_fps")]
+    #[schemars(range(min = 0.001, max = 120.0))]
+    pub fps: f64,
+    /// Frames in flight (sent, not yet acknowledged) per camera; newer frames replace a pending one.
+    #[serde(default = "default_max_in_flight")]
+    #[schemars(range(min = 1, max = 64))]
+    pub max_in_flight: u32,
+    /// GPU needs; the pod is scheduled onto a GPU node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuSpec>,
+}
+
+fn default_fps() -> f64 {
+    1.0
+}
+
+fn default_max_in_flight() -> u32 {
+    1
+}
+
+/// GPU scheduling of a processor.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GpuSpec {
+    /// Number of GPUs.
+    #[serde(default = "default_gpu_count")]
+    #[schemars(range(min = 1, max = 64))]
+    pub count: u32,
+    /// Extended resource name of the device plugin.
+    #[serde(default = "default_gpu_resource")]
+    #[schemars(regex(pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$"))]
+    pub resource_name: String,
+    /// Node labels the pod needs (merged into the pod's node selector).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations for GPU node taints (added to the pod).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// RuntimeClass for the pod, e.g. `nvidia`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
+}
+
+impl Default for GpuSpec {
+    fn default() -> Self {
+        Self {
+            count: default_gpu_count(),
+            resource_name: default_gpu_resource(),
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            runtime_class_name: None,
+        }
+    }
+}
+
+fn default_gpu_count() -> u32 {
+    1
+}
+
+fn default_gpu_resource() -> String {
+    "nvidia.com/gpu".to_string()
+}
+
+/// Observed state of a FrameProcessor.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FrameProcessorStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Names of the Cameras this processor selects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matched_cameras: Vec<String>,
+    /// Number of selected Cameras.
+    #[serde(default)]
+    pub matched_camera_count: i32,
+    /// `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

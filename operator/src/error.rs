@@ -1,0 +1,76 @@
+//! Errors of a reconcile, each with the object it concerns; their `metric_label` names them in
+//! the operator's error counter.
+
+/// A reconcile step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object has no name (never true for objects read from the API).
+    #[error("{kind} without a name")]
+    Unnamed {
+        /// Kind of the object.
+        kind: &'static str,
+    },
+    /// A server-side apply of an owned object failed.
+    #[error("applying {kind} {namespace}/{name}: {source}")]
+    Apply {
+        /// Kind of the applied object.
+        kind: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
+    /// Writing the status subresource failed.
+    #[error("updating the status of {kind} {namespace}/{name}: {source}")]
+    Status {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
+    /// Reading the Secret that holds a Camera's stream key failed.
+    #[error("reading Secret {namespace}/{name} (the stream key of Camera {camera}): {source}")]
+    Secret {
+        /// The Camera.
+        camera: String,
+        /// The Secret's namespace.
+        namespace: String,
+        /// The Secret's name.
+        name: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
+    /// Publishing a Kubernetes Event failed.
+    #[error("publishing event {reason} for {kind} {namespace}/{name}: {source}")]
+    Event {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The event's reason.
+        reason: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// A short, bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Unnamed { .. } => "unnamed",
+            Error::Apply { .. } => "apply",
+            Error::Status { .. } => "status",
+            Error::Secret { .. } => "secret",
+            Error::Event { .. } => "event",
+        }
+    }
+}

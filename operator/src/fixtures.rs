@@ -1,0 +1,1 @@
+//! Test fixtures (mock API server) — filled in below.

@@ -1,0 +1,325 @@
+//! The worker Deployment: one pod with the worker and one sidecar per attached FrameProcessor,
+//! sharing `/var/run/kamera` (frame socket + frames), recordings on the claim at `/data`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sha2::{Digest, Sha256};
+
+use crate::crd::camera::Camera;
+use crate::reconcile::names::{
+    labels, processor_container_name, publish_key_secret_name, pvc_name, selector_labels,
+    workload_name, CONFIG_HASH_ANNOTATION, DATA_DIR, FRAMES_DIR, FRAME_SOCKET, HTTP_PORT,
+    PUBLISH_KEY_DIR, RTMP_PORT, SHARED_DIR, WORKER_CONTAINER,
+};
+use crate::reconcile::resolve::ResolvedProcessor;
+use crate::reconcile::schedule::PodScheduling;
+use crate::reconcile::worker_args::{worker_args, worker_command};
+use crate::reconcile::{owner_references, CameraRef};
+
+/// The user and group every container runs as (the distroless "nonroot" user).
+pub const RUN_AS: i64 = 65532;
+
+/// Everything the worker pod is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerPod<'a> {
+    /// The Camera.
+    pub camera: &'a Camera,
+    /// Its name and namespace.
+    pub at: &'a CameraRef,
+    /// Worker image (the Camera's own or the operator's default).
+    pub image: &'a str,
+    /// Attached processors, sorted by name.
+    pub processors: &'a [ResolvedProcessor],
+    /// Merged scheduling constraints.
+    pub scheduling: &'a PodScheduling,
+    /// The publish key, when the Camera references one; only its hash reaches the pod.
+    pub publish_key: Option<&'a str>,
+}
+
+/// The Deployment, with a config hash on the pod template that changes whenever anything the pod
+/// depends on changes (including the publish key, whose Secret mount alone would not roll it).
+pub fn build_deployment(pod: &WorkerPod<'_>) -> Deployment {
+    let camera = pod.camera;
+    let mut template = pod_template(pod);
+    let hash = config_hash(&template, pod.publish_key);
+    let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
+    meta.annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(CONFIG_HASH_ANNOTATION.to_string(), hash);
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(workload_name(&pod.at.name)),
+            namespace: Some(pod.at.namespace.clone()),
+            labels: Some(labels(&pod.at.name)),
+            owner_references: Some(owner_references(camera)),
+            ..Default::default()
+        },
+        spec: DeploymentSpec {
+            replicas: Some(if camera.spec.suspend { 0 } else { 1 }),
+            // One RTMP owner per camera and a ReadWriteOnce volume: never two pods at once.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                rolling_update: None,
+            }),
+            revision_history_limit: Some(3),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&pod.at.name)),
+                match_expressions: None,
+            },
+            template,
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+/// The config hash a Deployment's pod template carries.
+pub fn deployment_config_hash(deployment: &Deployment) -> Option<String> {
+    deployment
+        .spec
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(CONFIG_HASH_ANNOTATION)
+        .cloned()
+}
+
+fn config_hash(template: &PodTemplateSpec, publish_key: Option<&str>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(template).unwrap_or_default());
+    if let Some(key) = publish_key {
+        hasher.update(b"\0publish-key\0");
+        hasher.update(key.as_bytes());
+    }
+    let digest = hasher.finalize();
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn pod_template(pod: &WorkerPod<'_>) -> PodTemplateSpec {
+    let mut containers = vec![worker_container(pod)];
+    containers.extend(
+        pod.processors
+            .iter()
+            .map(|p| processor_container(&pod.at.name, p)),
+    );
+    let annotations = BTreeMap::from([
+        ("prometheus.io/scrape".to_string(), "true".to_string()),
+        ("prometheus.io/port".to_string(), HTTP_PORT.to_string()),
+        ("prometheus.io/path".to_string(), "/metrics".to_string()),
+    ]);
+    let node_selector = &pod.scheduling.node_selector;
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(&pod.at.name)),
+            annotations: Some(annotations),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            containers,
+            volumes: Some(volumes(pod)),
+            node_selector: (!node_selector.is_empty()).then(|| node_selector.clone()),
+            tolerations: (!pod.scheduling.tolerations.is_empty())
+                .then(|| pod.scheduling.tolerations.clone()),
+            runtime_class_name: pod.scheduling.runtime_class_name.clone(),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS),
+                run_as_group: Some(RUN_AS),
+                fs_group: Some(RUN_AS),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    localhost_profile: None,
+                }),
+                ..Default::default()
+            }),
+            // The worker finishes its recording fragment and tells processors on SIGTERM.
+            termination_grace_period_seconds: Some(30),
+            enable_service_links: Some(false),
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        }),
+    }
+}
+
+fn worker_container(pod: &WorkerPod<'_>) -> Container {
+    let mut mounts = vec![
+        mount("shared", SHARED_DIR, false),
+        mount("data", DATA_DIR, false),
+        mount("tmp", "/tmp", false),
+    ];
+    if pod.publish_key.is_some() {
+        mounts.push(mount("publish-key", PUBLISH_KEY_DIR, true));
+    }
+    Container {
+        name: WORKER_CONTAINER.into(),
+        image: Some(pod.image.to_string()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(worker_command()),
+        args: Some(worker_args(
+            &pod.at.name,
+            &pod.camera.spec,
+            pod.publish_key.is_some(),
+        )),
+        ports: Some(vec![
+            port("rtmp", RTMP_PORT),
+            port("http-metrics", HTTP_PORT),
+        ]),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        liveness_probe: Some(http_probe("/healthz", 10, 6)),
+        resources: pod.camera.spec.worker.resources.clone(),
+        security_context: Some(restricted(true)),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    }
+}
+
+fn processor_container(camera: &str, processor: &ResolvedProcessor) -> Container {
+    let spec = &processor.spec;
+    let mut env = spec.env.clone();
+    // The operator's variables come last so they win over a user's entry of the same name.
+    env.retain(|e| !e.name.starts_with("KAMERA_"));
+    env.extend([
+        env_var("KAMERA_SOCKET", FRAME_SOCKET),
+        env_var("KAMERA_CAMERA", camera),
+        env_var("KAMERA_PROCESSOR", &processor.name),
+        env_var("KAMERA_FRAMES_DIR", FRAMES_DIR),
+        env_var("KAMERA_FPS", &processor.fps.to_string()),
+        env_var("KAMERA_MAX_IN_FLIGHT", &spec.max_in_flight.to_string()),
+    ]);
+    Container {
+        name: processor_container_name(&processor.name),
+        image: Some(spec.image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        args: (!spec.args.is_empty()).then(|| spec.args.clone()),
+        env: Some(env),
+        resources: processor_resources(processor),
+        // Processor images (Python, model caches) often write to their filesystem.
+        security_context: Some(restricted(false)),
+        volume_mounts: Some(vec![mount("shared", SHARED_DIR, false)]),
+        ..Default::default()
+    }
+}
+
+/// The processor's own resources plus its GPUs as a limit (extended resources are limits only).
+fn processor_resources(processor: &ResolvedProcessor) -> Option<ResourceRequirements> {
+    let mut resources = processor.spec.resources.clone();
+    if let Some(gpu) = &processor.spec.gpu {
+        let r = resources.get_or_insert_with(ResourceRequirements::default);
+        r.limits
+            .get_or_insert_with(BTreeMap::new)
+            .insert(gpu.resource_name.clone(), Quantity(gpu.count.to_string()));
+    }
+    resources
+}
+
+fn volumes(pod: &WorkerPod<'_>) -> Vec<Volume> {
+    let data = if pod.camera.spec.recording.enabled {
+        Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: pvc_name(&pod.at.name),
+                read_only: None,
+            }),
+            ..Default::default()
+        }
+    } else {
+        empty_dir("data", None)
+    };
+    let mut volumes = vec![
+        empty_dir("shared", Some("1Gi")),
+        data,
+        empty_dir("tmp", Some("256Mi")),
+    ];
+    if pod.publish_key.is_some() {
+        volumes.push(Volume {
+            name: "publish-key".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(publish_key_secret_name(&pod.at.name)),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    volumes
+}
+
+fn empty_dir(name: &str, size_limit: Option<&str>) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: None,
+            mode: None,
+            size_limit: size_limit.map(|s| Quantity(s.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    }
+}
+
+fn port(name: &str, number: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: number,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn env_var(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http-metrics".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Default::default()
+    }
+}
+
+fn restricted(read_only_root: bool) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: read_only_root.then_some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+#[path = "build_deployment_tests.rs"]
+mod tests;

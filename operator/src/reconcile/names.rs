@@ -1,0 +1,66 @@
+//! Names and labels of the objects the operator owns, in one place so builders and watches agree.
+
+use std::collections::BTreeMap;
+
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "kamera-operator";
+/// Label naming the Camera an object belongs to.
+pub const CAMERA_LABEL: &str = "kamera.dev/camera";
+/// Pod template annotation whose change rolls the pod (stream key, processors).
+pub const CONFIG_HASH_ANNOTATION: &str = "kamera.dev/config-hash";
+/// Mount point of the volume shared by the worker and its processors (socket + frames).
+pub const SHARED_DIR: &str = "/var/run/kamera";
+/// The frame socket inside the pod.
+pub const FRAME_SOCKET: &str = "/var/run/kamera/frames.sock";
+/// The frames directory inside the pod.
+pub const FRAMES_DIR: &str = "/var/run/kamera/frames";
+/// Mount point of the recordings volume (the worker's data dir).
+pub const DATA_DIR: &str = "/data";
+/// Where the publish key file is mounted.
+pub const PUBLISH_KEY_DIR: &str = "/etc/kamera/publish-key";
+/// Key of the publish key file inside the operator-made Secret.
+pub const PUBLISH_KEY_FILE: &str = "publish-keys";
+/// RTMP port of the worker.
+pub const RTMP_PORT: i32 = 1935;
+/// HTTP port of the worker (LL-HLS, API, metrics, health).
+pub const HTTP_PORT: i32 = 8080;
+/// Name of the worker container.
+pub const WORKER_CONTAINER: &str = "worker";
+
+/// The worker Deployment and the Service share the Camera's name.
+pub fn workload_name(camera: &str) -> String {
+    camera.to_string()
+}
+
+/// The recordings claim.
+pub fn pvc_name(camera: &str) -> String {
+    format!("{camera}-recordings")
+}
+
+/// The operator-made Secret holding the worker's publish key file.
+pub fn publish_key_secret_name(camera: &str) -> String {
+    format!("{camera}-publish-key")
+}
+
+/// The sidecar container of a processor.
+pub fn processor_container_name(processor: &str) -> String {
+    format!("processor-{processor}")
+}
+
+/// Labels that select a camera's worker pods; never change them (Deployment selectors are immutable).
+pub fn selector_labels(camera: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "kamera-worker".to_string()),
+        (CAMERA_LABEL.to_string(), camera.to_string()),
+    ])
+}
+
+/// Labels on every object the operator makes for a camera.
+pub fn labels(camera: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(camera);
+    labels.insert("app.kubernetes.io/instance".into(), camera.to_string());
+    labels.insert("app.kubernetes.io/component".into(), "worker".into());
+    labels.insert("app.kubernetes.io/part-of".into(), "kamera".into());
+    labels.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
+    labels
+}

@@ -1,0 +1,100 @@
+//! The FrameProcessor reconciler: reports which Cameras it selects. Attaching it to their pods
+//! is the Camera reconciler's job (FrameProcessor changes requeue those Cameras).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use crate::controller::Context;
+use crate::crd::camera::Camera;
+use crate::crd::processor::{FrameProcessor, FrameProcessorStatus};
+use crate::error::Error;
+use crate::reconcile::names::FIELD_MANAGER;
+use crate::reconcile::resolve::{selector_error, selects};
+use crate::reconcile::status::{settle_conditions, Cond, READY};
+
+/// The Cameras (names, sorted) a processor selects among `cameras`.
+pub fn matched_cameras(processor: &FrameProcessor, cameras: &[Arc<Camera>]) -> Vec<String> {
+    let namespace = processor.namespace();
+    let mut names: Vec<String> = cameras
+        .iter()
+        .filter(|c| c.namespace() == namespace)
+        .filter(|c| selects(&processor.spec.camera_selector, c.labels()))
+        .map(|c| c.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The status a processor should have, given the Cameras it selects.
+pub fn processor_status(processor: &FrameProcessor, matched: Vec<String>, now: Timestamp) -> FrameProcessorStatus {
+    let ready = if let Some(error) = selector_error(&processor.spec.camera_selector) {
+        Cond::no(READY, "InvalidSelector", format!("cameraSelector: {error}"))
+    } else if processor.spec.image.trim().is_empty() {
+        Cond::no(READY, "InvalidSpec", "image is empty")
+    } else if matched.is_empty() {
+        Cond::yes(READY, "NoCameras", "no Camera in the namespace matches cameraSelector")
+    } else {
+        Cond::yes(READY, "Selected", format!("attached to {} camera(s)", matched.len()))
+    };
+    let previous = processor.status.clone().unwrap_or_default();
+    FrameProcessorStatus {
+        observed_generation: processor.metadata.generation,
+        matched_camera_count: i32::try_from(matched.len()).unwrap_or(i32::MAX),
+        matched_cameras: matched,
+        conditions: settle_conditions(&previous.conditions, &[ready], processor.metadata.generation, now),
+    }
+}
+
+/// Reconciles one FrameProcessor: writes `matchedCameras` and `Ready` when they change.
+pub async fn reconcile(processor: Arc<FrameProcessor>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_timer("frameprocessor");
+    let name = processor.meta().name.clone().ok_or(Error::Unnamed { kind: "FrameProcessor" })?;
+    let namespace = processor.namespace().unwrap_or_else(|| "default".into());
+    let matched = matched_cameras(&processor, &ctx.cameras.state());
+    let status = processor_status(&processor, matched, Timestamp::now());
+    if processor.status.as_ref() != Some(&status) {
+        let api: Api<FrameProcessor> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = Patch::Apply(serde_json::json!({
+            "apiVersion": FrameProcessor::api_version(&()),
+            "kind": FrameProcessor::kind(&()),
+            "status": status,
+        }));
+        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &patch)
+            .await
+            .map_err(|source| Error::Status {
+                kind: "FrameProcessor",
+                namespace,
+                name,
+                source,
+            })?;
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::processor::FrameProcessorSpec;
+    use crate::reconcile::test_camera;
+
+    #[test]
+    fn status_lists_selected_cameras_of_the_namespace() {
+        let mut lobby = test_camera("lobby");
+        lobby.metadata.labels = Some([("zone".to_string(), "lobby".to_string())].into());
+        let yard = test_camera("yard");
+        let mut fp = FrameProcessor::new("yolo", FrameProcessorSpec { image: "img".into(), ..Default::default() });
+        fp.metadata.namespace = Some("cams".into());
+        fp.spec.camera_selector.match_labels = Some([("zone".to_string(), "lobby".to_string())].into());
+        let matched = matched_cameras(&fp, &[Arc::new(lobby), Arc::new(yard)]);
+        assert_eq!(matched, ["lobby"]);
+        let now = Timestamp::from_second(1).expect("valid");
+        let status = processor_status(&fp, matched, now);
+        assert_eq!(status.matched_camera_count, 1);
+        assert_eq!(status.conditions[0].reason, "Selected");
+    }
+}

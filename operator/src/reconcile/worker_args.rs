@@ -1,0 +1,111 @@
+//! The worker's command line for a Camera: the contract with `kamera_worker::config::Config`
+//! (a test parses this output with the worker's own parser).
+
+use crate::crd::camera::CameraSpec;
+use crate::reconcile::names::{
+    DATA_DIR, FRAMES_DIR, FRAME_SOCKET, HTTP_PORT, PUBLISH_KEY_DIR, PUBLISH_KEY_FILE, RTMP_PORT,
+};
+
+/// The worker binary, as the container's command.
+pub fn worker_command() -> Vec<String> {
+    vec!["kamera-worker".to_string()]
+}
+
+/// The flags that express `spec` for the camera `name`; `publish_key` when the pod mounts a
+/// publish key file.
+pub fn worker_args(name: &str, spec: &CameraSpec, publish_key: bool) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    let mut flag = |name: &str, value: String| {
+        args.push(format!("--{name}"));
+        args.push(value);
+    };
+    flag("rtmp-listen", format!("0.0.0.0:{RTMP_PORT}"));
+    flag("http-listen", format!("0.0.0.0:{HTTP_PORT}"));
+    flag("data-dir", DATA_DIR.to_string());
+    flag("camera", name.to_string());
+    flag("frame-socket", FRAME_SOCKET.to_string());
+    flag("frames-dir", FRAMES_DIR.to_string());
+    flag("hls-part-duration", spec.hls.part_duration.clone());
+    flag("frame-fps", spec.frames.fps.to_string());
+    flag("frame-quality", spec.frames.quality.to_string());
+    if let Some(width) = spec.frames.max_width {
+        flag("frame-max-width", width.to_string());
+    }
+    if publish_key {
+        flag(
+            "publish-key-file",
+            format!("{PUBLISH_KEY_DIR}/{PUBLISH_KEY_FILE}"),
+        );
+    }
+    let recording = &spec.recording;
+    if recording.enabled {
+        flag("segment-duration", recording.segment_duration.clone());
+        if let Some(retention) = &recording.retention {
+            if let Some(age) = &retention.max_age {
+                flag("retention-max-age", age.clone());
+            }
+            if let Some(size) = &retention.max_size {
+                flag("retention-max-size", size.clone());
+            }
+        }
+    } else {
+        args.push("--no-recording".to_string());
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::camera::RetentionSpec;
+
+    fn pairs(args: &[String]) -> Vec<(String, String)> {
+        args.chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (c[0].clone(), c[1].clone()))
+            .collect()
+    }
+
+    #[test]
+    fn default_spec_passes_pod_paths_and_defaults() {
+        let args = worker_args("front-door", &CameraSpec::default(), false);
+        let p = pairs(&args);
+        assert!(p.contains(&("--camera".into(), "front-door".into())));
+        assert!(p.contains(&("--frame-socket".into(), "/var/run/kamera/frames.sock".into())));
+        assert!(p.contains(&("--frames-dir".into(), "/var/run/kamera/frames".into())));
+        assert!(p.contains(&("--data-dir".into(), "/data".into())));
+        assert!(p.contains(&("--frame-fps".into(), "1".into())));
+        assert!(p.contains(&("--segment-duration".into(), "5m".into())));
+        assert!(!args.iter().any(|a| a == "--publish-key-file"));
+    }
+
+    #[test]
+    fn retention_and_disabled_recording_become_flags() {
+        let mut spec = CameraSpec::default();
+        spec.recording.retention = Some(RetentionSpec {
+            max_age: Some("7d".into()),
+            max_size: Some("80Gi".into()),
+        });
+        let p = pairs(&worker_args("c", &spec, true));
+        assert!(p.contains(&("--retention-max-age".into(), "7d".into())));
+        assert!(p.contains(&("--retention-max-size".into(), "80Gi".into())));
+        assert!(p.contains(&(
+            "--publish-key-file".into(),
+            "/etc/kamera/publish-key/publish-keys".into()
+        )));
+        spec.recording.enabled = false;
+        let args = worker_args("c", &spec, false);
+        assert_eq!(args.last().map(String::as_str), Some("--no-recording"));
+        assert!(!args.iter().any(|a| a.starts_with("--retention")));
+    }
+
+    #[test]
+    fn fractional_rates_are_written_plainly() {
+        let mut spec = CameraSpec::default();
+        spec.frames.fps = 0.5;
+        spec.frames.max_width = Some(1280);
+        let p = pairs(&worker_args("c", &spec, false));
+        assert!(p.contains(&("--frame-fps".into(), "0.5".into())));
+        assert!(p.contains(&("--frame-max-width".into(), "1280".into())));
+    }
+}

@@ -1,0 +1,99 @@
+//! `kamera-operator render`: the objects the operator would apply for a Camera manifest, offline.
+//! Used to review a Camera before applying it, and by the tests that validate every built object
+//! against the Kubernetes schemas.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::crd::camera::Camera;
+use crate::crd::processor::FrameProcessor;
+use crate::reconcile::build_deployment::{build_deployment, WorkerPod};
+use crate::reconcile::build_service::build_service;
+use crate::reconcile::build_storage::{build_publish_key_secret, build_pvc};
+use crate::reconcile::resolve::resolve_processors;
+use crate::reconcile::schedule::{schedule, SchedulingConflict};
+use crate::reconcile::validate::{validate_camera, SpecError};
+use crate::reconcile::CameraRef;
+
+/// Stands in for the Secret's value when rendering offline.
+pub const PLACEHOLDER_KEY: &str = "stream-key-from-secret";
+
+/// Why a Camera cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The manifest is not a Camera.
+    #[error("parsing {what}: {message}")]
+    Parse {
+        /// Which input.
+        what: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// The Camera has no name.
+    #[error("the Camera has no metadata.name")]
+    Unnamed,
+    /// The spec is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// Processors conflict.
+    #[error(transparent)]
+    Conflict(#[from] SchedulingConflict),
+    /// An object could not be written as YAML.
+    #[error("writing YAML: {0}")]
+    Yaml(String),
+}
+
+/// Parses Camera and FrameProcessor manifests (one or more YAML documents each).
+pub fn parse_manifests<K: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<Vec<K>, RenderError> {
+    serde_saphyr::from_multiple::<K>(text).map_err(|e| RenderError::Parse {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Every object the operator would apply for `camera`, as one multi-document YAML stream.
+pub fn render(camera: &Camera, processors: &[FrameProcessor], worker_image: &str) -> Result<String, RenderError> {
+    let mut camera = camera.clone();
+    if camera.metadata.namespace.is_none() {
+        camera.metadata.namespace = Some("default".into());
+    }
+    // Owner references need a uid; a rendered object shows where it would be.
+    if camera.metadata.uid.is_none() {
+        camera.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
+    }
+    let mut processors = processors.to_vec();
+    for p in &mut processors {
+        if p.metadata.namespace.is_none() {
+            p.metadata.namespace = camera.metadata.namespace.clone();
+        }
+    }
+    validate_camera(&camera)?;
+    let at = CameraRef::of(&camera).ok_or(RenderError::Unnamed)?;
+    let all: Vec<Arc<FrameProcessor>> = processors.into_iter().map(Arc::new).collect();
+    let resolved = resolve_processors(&camera, &all);
+    let scheduling = schedule(&camera.spec.worker, &resolved)?;
+    let key = camera.spec.ingest.stream_key_secret_ref.as_ref().map(|_| PLACEHOLDER_KEY);
+    let image = camera.spec.worker.image.clone().unwrap_or_else(|| worker_image.to_string());
+    let mut docs = Vec::new();
+    if let Some(pvc) = build_pvc(&camera, &at) {
+        docs.push(yaml(&pvc)?);
+    }
+    if let Some(key) = key {
+        docs.push(yaml(&build_publish_key_secret(&camera, &at, key))?);
+    }
+    docs.push(yaml(&build_service(&camera, &at))?);
+    docs.push(yaml(&build_deployment(&WorkerPod {
+        camera: &camera,
+        at: &at,
+        image: &image,
+        processors: &resolved,
+        scheduling: &scheduling,
+        publish_key: key,
+    }))?);
+    Ok(docs.join("---\n"))
+}
+
+fn yaml<T: Serialize>(object: &T) -> Result<String, RenderError> {
+    serde_saphyr::to_string(object).map_err(|e| RenderError::Yaml(e.to_string()))
+}
