@@ -1,0 +1,90 @@
+//! The operator builds the worker's command line; the worker's own clap parser must accept it
+//! and read back the values the Camera asked for.
+
+use std::time::Duration;
+
+use kamera_operator::crd::camera::{CameraSpec, RetentionSpec};
+use kamera_operator::reconcile::worker_args::{worker_args, worker_command};
+use kamera_worker::config::Config;
+
+fn parse(name: &str, spec: &CameraSpec, publish_key: bool) -> Config {
+    let argv: Vec<String> = worker_command()
+        .into_iter()
+        .chain(worker_args(name, spec, publish_key))
+        .collect();
+    match Config::try_parse_from(&argv) {
+        Ok(config) => config,
+        Err(e) => panic!("the worker rejects {argv:?}:\n{e}"),
+    }
+}
+
+use clap::Parser as _;
+
+#[test]
+fn default_camera_args_parse_with_pod_paths() {
+    let config = parse("front-door", &CameraSpec::default(), false);
+    assert_eq!(config.cameras, ["front-door"]);
+    assert_eq!(config.data_dir.to_str(), Some("/data"));
+    assert_eq!(config.frame_socket().to_str(), Some("/var/run/kamera/frames.sock"));
+    assert_eq!(config.frames_dir().to_str(), Some("/var/run/kamera/frames"));
+    assert_eq!(config.rtmp_listen.port(), 1935);
+    assert_eq!(config.http_listen.port(), 8080);
+    assert_eq!(config.hls_part_duration, Duration::from_millis(200));
+    assert_eq!(config.segment_duration, Duration::from_secs(300));
+    assert!(!config.no_recording);
+    assert!(config.publish_key_file.is_none());
+}
+
+#[test]
+fn every_camera_setting_reaches_the_worker() {
+    let mut spec = CameraSpec::default();
+    spec.hls.part_duration = "250ms".into();
+    spec.recording.segment_duration = "1h30m".into();
+    spec.recording.retention = Some(RetentionSpec {
+        max_age: Some("7d".into()),
+        max_size: Some("80Gi".into()),
+    });
+    spec.frames.fps = 0.5;
+    spec.frames.quality = 90;
+    spec.frames.max_width = Some(1280);
+    let config = parse("lobby", &spec, true);
+    assert_eq!(config.hls_part_duration, Duration::from_millis(250));
+    assert_eq!(config.segment_duration, Duration::from_secs(5400));
+    assert_eq!(config.retention_max_age, Some(Duration::from_secs(7 * 86400)));
+    assert_eq!(config.retention_max_size, Some(80 * 1024 * 1024 * 1024));
+    assert_eq!(config.frame_fps, 0.5);
+    assert_eq!(config.frame_quality, 90);
+    assert_eq!(config.frame_max_width, Some(1280));
+    assert_eq!(
+        config.publish_key_file.as_deref().and_then(|p| p.to_str()),
+        Some("/etc/kamera/publish-key/publish-keys")
+    );
+}
+
+#[test]
+fn disabled_recording_parses() {
+    let mut spec = CameraSpec::default();
+    spec.recording.enabled = false;
+    assert!(parse("c", &spec, false).no_recording);
+}
+
+#[test]
+fn every_example_camera_builds_args_the_worker_accepts() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cameras");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/cameras exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable example");
+        let cameras: Vec<kamera_operator::crd::Camera> =
+            kamera_operator::render::parse_manifests(&path.display().to_string(), &text).expect("a Camera");
+        for camera in cameras {
+            let name = camera.metadata.name.clone().expect("named");
+            parse(&name, &camera.spec, camera.spec.ingest.stream_key_secret_ref.is_some());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "expected at least four example Cameras, found {seen}");
+}
