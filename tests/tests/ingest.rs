@@ -228,3 +228,12 @@ fn sigterm_stops_the_worker_cleanly_with_publishers_connected() {
         .expect("worker did not exit within 15 s of SIGTERM");
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn demo_flag_publishes_a_live_720p_test_camera() {
+    let w = Worker::start(&["--demo"]);
+    let demo = w.wait_live("demo", Duration::from_secs(30));
+    assert_eq!(demo["resolution"], "1280x720");
+    assert_eq!(demo["audio_codec"], "aac");
+    assert_still_counting(&w, "demo");
+}
