@@ -49,7 +49,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let http_addr = http_listener.local_addr()?;
 
     // Consumer stages, each attached to every camera (LL-HLS, recording, frames).
-    let stages: Vec<Arc<dyn Stage>> = Vec::new();
+    let mut stages: Vec<Arc<dyn Stage>> = Vec::with_capacity(3);
+    stages.push(Arc::new(crate::hls::HlsStage::new(
+        config.hls_part_duration,
+        &metrics.registry,
+        config.hls_js.clone(),
+    )?));
 
     let mut http_state = HttpState::new(hub.clone(), metrics.clone());
     for stage in &stages {

@@ -46,6 +46,11 @@ pub struct Config {
     #[arg(long, env = "KAMERA_HLS_PART_DURATION", default_value = "200ms", value_parser = parse_duration)]
     pub hls_part_duration: Duration,
 
+    /// hls.js for the player page (default: `node_modules/hls.js/dist/hls.min.js` found from
+    /// the working directory or the executable's directory upwards).
+    #[arg(long, env = "KAMERA_HLS_JS")]
+    pub hls_js: Option<PathBuf>,
+
     /// Disable recording to disk.
     #[arg(long, env = "KAMERA_NO_RECORDING")]
     pub no_recording: bool,

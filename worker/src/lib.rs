@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod fmp4;
+pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod media;

@@ -1,0 +1,406 @@
+//! Packager and playlist behaviour, checked through a real HLS parser (`m3u8-rs`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use m3u8_rs::{MediaPlaylist, Playlist};
+use proptest::prelude::*;
+
+use super::packager::{Packager, PackagerConfig, Published};
+use super::playlist;
+use crate::media::{AudioConfig, Frame, StreamInfo, Track, VideoConfig};
+
+fn info(version: u64, audio: bool) -> Arc<StreamInfo> {
+    let sps = Bytes::from_static(&[0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9]);
+    let pps = Bytes::from_static(&[0x68, 0xeb, 0xe3]);
+    let mut avcc = vec![1, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0, 6];
+    avcc.extend_from_slice(&sps);
+    avcc.extend_from_slice(&[1, 0, 3]);
+    avcc.extend_from_slice(&pps);
+    Arc::new(StreamInfo {
+        version,
+        video: Some(VideoConfig {
+            avcc: Bytes::from(avcc),
+            sps: vec![sps],
+            pps: vec![pps],
+            nal_length_size: 4,
+            profile_idc: 0x64,
+            constraint_flags: 0,
+            level_idc: 0x1f,
+            width: 640,
+            height: 360,
+        }),
+        audio: audio.then(|| AudioConfig {
+            asc: Bytes::from_static(&[0x12, 0x10]),
+            object_type: 2,
+            sample_rate: 44_100,
+            channels: 2,
+        }),
+    })
+}
+
+fn video(dts: i64, keyframe: bool) -> Frame {
+    Frame {
+        track: Track::Video,
+        dts,
+        pts: dts,
+        keyframe,
+        data: Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]),
+    }
+}
+
+fn audio(dts: i64) -> Frame {
+    Frame {
+        track: Track::Audio,
+        dts,
+        pts: dts,
+        keyframe: true,
+        data: Bytes::from_static(&[0x21, 0x10, 0x04]),
+    }
+}
+
+/// Feeds `seconds` of 25 fps video (keyframe every `gop` frames) and AAC, from `t0`.
+fn feed(p: &mut Packager, t0: i64, frames: usize, gop: usize) -> (i64, Vec<Published>) {
+    let mut out = Vec::new();
+    let mut next_audio = t0;
+    let mut t = t0;
+    for i in 0..frames {
+        t = t0 + i as i64 * 40;
+        while next_audio <= t {
+            out.extend(p.push(&audio(next_audio), 0));
+            next_audio += 23;
+        }
+        out.extend(p.push(&video(t, i % gop == 0), 1_700_000_000_000 + t));
+    }
+    (t + 40, out)
+}
+
+fn parse(text: &str) -> MediaPlaylist {
+    match m3u8_rs::parse_playlist_res(text.as_bytes()) {
+        Ok(Playlist::MediaPlaylist(m)) => m,
+        Ok(Playlist::MasterPlaylist(_)) => panic!("expected a media playlist:\n{text}"),
+        Err(e) => panic!("playlist does not parse ({e:?}):\n{text}"),
+    }
+}
+
+/// An attribute of a tag line, e.g. `attr("#EXT-X-PART:DURATION=0.200,URI=\"a\"", "URI")`.
+fn attr<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let list = line.split_once(':')?.1;
+    let mut rest = list;
+    while !rest.is_empty() {
+        let (k, after) = rest.split_once('=')?;
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], quoted[end + 1..].trim_start_matches(','))
+        } else {
+            match after.split_once(',') {
+                Some((v, n)) => (v, n),
+                None => (after, ""),
+            }
+        };
+        if k == key {
+            return Some(value);
+        }
+        rest = next;
+    }
+    None
+}
+
+fn millis(seconds: &str) -> i64 {
+    let (s, ms) = seconds.split_once('.').unwrap_or((seconds, "0"));
+    let ms = format!("{ms:0<3}");
+    s.parse::<i64>().unwrap_or(0) * 1000 + ms[..3].parse::<i64>().unwrap_or(0)
+}
+
+/// Segments as the text lists them: (msn, discontinuity, parts as (duration ms, independent),
+/// EXTINF ms if complete).
+#[derive(Debug, Default, Clone)]
+struct Listed {
+    msn: u64,
+    discontinuity: bool,
+    parts: Vec<(i64, bool, String)>,
+    extinf: Option<i64>,
+}
+
+fn listed(text: &str) -> (Vec<Listed>, Option<String>) {
+    let media_sequence: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let skipped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:"))
+        .and_then(|l| attr(&format!("X:{l}"), "SKIPPED-SEGMENTS").map(str::to_string))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    let mut cur = Listed {
+        msn: media_sequence + skipped,
+        ..Default::default()
+    };
+    let mut hint = None;
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line == "#EXT-X-DISCONTINUITY" {
+            cur.discontinuity = true;
+        } else if line.starts_with("#EXT-X-PART:") {
+            cur.parts.push((
+                millis(attr(line, "DURATION").unwrap_or("0")),
+                attr(line, "INDEPENDENT") == Some("YES"),
+                attr(line, "URI").unwrap_or_default().to_string(),
+            ));
+        } else if let Some(d) = line.strip_prefix("#EXTINF:") {
+            cur.extinf = Some(millis(d.trim_end_matches(',')));
+            lines.next();
+            let next = Listed {
+                msn: cur.msn + 1,
+                ..Default::default()
+            };
+            out.push(std::mem::replace(&mut cur, next));
+        } else if line.starts_with("#EXT-X-PRELOAD-HINT:") {
+            hint = attr(line, "URI").map(str::to_string);
+        }
+    }
+    if !cur.parts.is_empty() {
+        out.push(cur);
+    }
+    (out, hint)
+}
+
+#[test]
+fn segments_start_on_keyframes_and_parts_respect_the_target() {
+    let mut p = Packager::new(PackagerConfig::default());
+    p.start(info(1, true)).expect("start");
+    let (_, published) = feed(&mut p, 0, 250, 50);
+    assert!(published
+        .iter()
+        .any(|e| matches!(e, Published::Segment { .. })));
+    let text = playlist::media(&p, false);
+    let parsed = parse(&text);
+    assert_eq!(parsed.target_duration, 2);
+    let (segments, hint) = listed(&text);
+    for s in &segments {
+        if let Some((_, independent, _)) = s.parts.first() {
+            assert!(
+                independent,
+                "segment {} starts with a dependent part",
+                s.msn
+            );
+        }
+        for (d, _, _) in &s.parts {
+            assert!(*d <= 200, "part of {d} ms exceeds PART-TARGET");
+        }
+        if let Some(extinf) = s.extinf {
+            assert_eq!(extinf, 2000, "GOP-long segments");
+            if !s.parts.is_empty() {
+                assert_eq!(s.parts.iter().map(|p| p.0).sum::<i64>(), extinf);
+            }
+        }
+    }
+    let (msn, index) = p.next_part();
+    assert_eq!(hint, Some(playlist::part_uri(msn, index)));
+    assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=0.200\n"));
+    assert!(text.contains(
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600,CAN-SKIP-UNTIL=12.000\n"
+    ));
+    assert!(text.contains("#EXT-X-MAP:URI=\"init-1.mp4\"\n"));
+    assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n"));
+}
+
+#[test]
+fn window_slides_and_releases_old_segments() {
+    let mut p = Packager::new(PackagerConfig {
+        part_target_ms: 200,
+        window: 3,
+    });
+    p.start(info(1, false)).expect("start");
+    feed(&mut p, 0, 25 * 20, 25);
+    let complete = p.segments().iter().filter(|s| s.complete).count();
+    assert_eq!(complete, 3);
+    assert!(p.segments().front().is_some_and(|s| s.msn >= 15));
+    p.end();
+    p.release();
+    assert!(p.segments().is_empty());
+    assert!(p.current_init().is_none());
+}
+
+#[test]
+fn reconnect_is_a_discontinuity_with_a_new_init() {
+    let mut p = Packager::new(PackagerConfig::default());
+    p.start(info(1, true)).expect("start");
+    let (t, _) = feed(&mut p, 0, 100, 25);
+    p.end();
+    assert!(!p.is_live());
+    p.start(info(2, true)).expect("restart");
+    feed(&mut p, t + 5000, 100, 25);
+    let text = playlist::media(&p, false);
+    parse(&text);
+    let (segments, _) = listed(&text);
+    let restarted: Vec<_> = segments.iter().filter(|s| s.discontinuity).collect();
+    assert_eq!(restarted.len(), 1, "{text}");
+    assert!(text.contains("#EXT-X-MAP:URI=\"init-2.mp4\""));
+    assert!(
+        p.init(1).is_some(),
+        "old init kept while its segments are listed"
+    );
+    let first_new = text.find("init-2.mp4").unwrap_or(0);
+    assert!(text.find("init-1.mp4").is_some_and(|i| i < first_new));
+}
+
+#[test]
+fn delta_update_skips_old_segments_and_is_shorter() {
+    let mut p = Packager::new(PackagerConfig {
+        part_target_ms: 200,
+        window: 12,
+    });
+    p.start(info(1, true)).expect("start");
+    feed(&mut p, 0, 25 * 14, 25);
+    let full = playlist::media(&p, false);
+    let delta = playlist::media(&p, true);
+    let skipped = playlist::skippable(&p);
+    assert!(skipped > 0);
+    assert!(delta.len() < full.len());
+    assert!(delta.contains(&format!("#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}\n")));
+    let full_parsed = parse(&full);
+    let delta_parsed = parse(&delta);
+    assert_eq!(delta_parsed.media_sequence, full_parsed.media_sequence);
+    assert_eq!(
+        delta_parsed.segments.len() + skipped,
+        full_parsed.segments.len()
+    );
+    assert_eq!(
+        delta_parsed.segments.last().map(|s| &s.uri),
+        full_parsed.segments.last().map(|s| &s.uri)
+    );
+}
+
+#[test]
+fn blocking_condition_is_met_only_once_the_part_exists() {
+    let mut p = Packager::new(PackagerConfig::default());
+    p.start(info(1, false)).expect("start");
+    feed(&mut p, 0, 30, 25);
+    let (msn, index) = p.next_part();
+    assert!(!super::routes::has_arrived(&p, msn, Some(index as u64)));
+    let mut t = 30 * 40;
+    while p.next_part() == (msn, index) {
+        p.push(&video(t, false), 0);
+        t += 40;
+    }
+    assert!(super::routes::has_arrived(&p, msn, Some(index as u64)));
+    assert!(!super::routes::has_arrived(&p, msn + 1, None));
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Frames { gop: usize, frames: usize },
+    Reconnect,
+    Gap,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (5usize..80, 10usize..200).prop_map(|(gop, frames)| Step::Frames { gop, frames }),
+        1 => Just(Step::Reconnect),
+        1 => Just(Step::Gap),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn playlists_stay_valid_over_random_streams(
+        steps in proptest::collection::vec(step(), 1..8),
+        frame_ms in prop_oneof![Just(33i64), Just(40), Just(67)],
+        jitter in proptest::collection::vec(0i64..2, 64),
+        part_target in prop_oneof![Just(100i64), Just(200), Just(500)],
+        with_audio in any::<bool>(),
+        window in 2usize..9,
+    ) {
+        let mut p = Packager::new(PackagerConfig { part_target_ms: part_target, window });
+        let mut version = 1;
+        p.start(info(version, with_audio)).expect("start");
+        let mut t: i64 = 1000;
+        let mut next_audio = t;
+        let mut last_msn_seen = 0u64;
+        let mut last_td = 0u64;
+        let mut last_disc_total = 0u64;
+        let mut n = 0usize;
+        for s in steps {
+            match s {
+                Step::Frames { gop, frames } => {
+                    for i in 0..frames {
+                        while with_audio && next_audio <= t {
+                            p.push(&audio(next_audio), 0);
+                            next_audio += 23;
+                        }
+                        p.push(&video(t, i % gop == 0), 1_700_000_000_000 + t);
+                        t += frame_ms + jitter[n % jitter.len()];
+                        n += 1;
+                        if n % 7 != 0 {
+                            continue;
+                        }
+                        let text = playlist::media(&p, false);
+                        let parsed = parse(&text);
+                        let (segments, _) = listed(&text);
+                        // Media sequence never goes back; numbering is consecutive.
+                        prop_assert!(parsed.media_sequence >= last_msn_seen);
+                        last_msn_seen = parsed.media_sequence;
+                        for w in segments.windows(2) {
+                            prop_assert_eq!(w[1].msn, w[0].msn + 1);
+                        }
+                        // The part target is fixed; target duration never shrinks and
+                        // bounds every segment.
+                        let expected = format!("#EXT-X-PART-INF:PART-TARGET={}.{:03}\n", part_target / 1000, part_target % 1000);
+                        prop_assert!(text.contains(&expected));
+                        prop_assert!(parsed.target_duration >= last_td);
+                        last_td = parsed.target_duration;
+                        for seg in &parsed.segments {
+                            prop_assert!((seg.duration.round() as u64) <= parsed.target_duration);
+                        }
+                        for seg in &segments {
+                            for (i, part) in seg.parts.iter().enumerate() {
+                                prop_assert_eq!(&part.2, &playlist::part_uri(seg.msn, i));
+                                // Jittered timestamps may overshoot by their jitter.
+                                prop_assert!(part.0 <= part_target + 2, "part {} ms > {}", part.0, part_target);
+                            }
+                            if let Some(first) = seg.parts.first() {
+                                prop_assert!(first.1, "segment {} starts without an independent part", seg.msn);
+                            }
+                            if let (Some(extinf), false) = (seg.extinf, seg.parts.is_empty()) {
+                                prop_assert_eq!(seg.parts.iter().map(|p| p.0).sum::<i64>(), extinf);
+                            }
+                        }
+                        // Discontinuities are never lost: those that left the window are
+                        // counted in DISCONTINUITY-SEQUENCE.
+                        let disc_total = parsed.discontinuity_sequence
+                            + segments.iter().filter(|s| s.discontinuity).count() as u64;
+                        prop_assert!(disc_total >= last_disc_total);
+                        last_disc_total = disc_total;
+                        // A delta update lists the same live edge with fewer segments.
+                        let delta = parse(&playlist::media(&p, true));
+                        prop_assert_eq!(delta.media_sequence, parsed.media_sequence);
+                        prop_assert_eq!(delta.segments.len() + playlist::skippable(&p), parsed.segments.len());
+                    }
+                }
+                Step::Reconnect => {
+                    p.end();
+                    version += 1;
+                    p.start(info(version, with_audio)).expect("restart");
+                    t += 3000;
+                    next_audio = t;
+                }
+                Step::Gap => {
+                    p.gap();
+                    t += 2000;
+                    next_audio = t;
+                }
+            }
+        }
+        // The packager's own state agrees: every segment starts with an independent part.
+        for s in p.segments() {
+            prop_assert!(s.parts.first().is_none_or(|p| p.independent));
+        }
+    }
+}
