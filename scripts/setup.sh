@@ -9,6 +9,7 @@ debian_packages=(
   pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev ffmpeg
+  cmake nasm
 )
 
 missing=()

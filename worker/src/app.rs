@@ -50,6 +50,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     // Consumer stages, each attached to every camera (LL-HLS, recording, frames).
     let mut stages: Vec<Arc<dyn Stage>> = Vec::with_capacity(3);
+    stages.push(crate::frames::FramesStage::start(
+        &config,
+        &metrics.registry,
+        shutdown.child_token(),
+    )?);
     stages.push(Arc::new(crate::hls::HlsStage::new(
         config.hls_part_duration,
         &metrics.registry,

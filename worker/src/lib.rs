@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod fmp4;
+pub mod frames;
 pub mod hls;
 pub mod http;
 pub mod hub;

@@ -1,0 +1,225 @@
+//! H.264 decoding of the sampled access units (libavcodec through `ffmpeg-next`), on the
+//! extractor's blocking thread.
+//!
+//! Packets are handed to libavcodec as Annex B with the parameter sets in front of every
+//! keyframe, so the decoder needs no extradata and each keyframe decodes on its own.
+
+use ffmpeg_next as ff;
+
+use crate::media::{Frame, VideoConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("libavcodec has no H.264 decoder")]
+    NoDecoder,
+    #[error("opening the H.264 decoder: {0}")]
+    Open(ff::Error),
+    #[error("access unit at dts {dts} ms is malformed: {what}")]
+    Malformed { dts: i64, what: &'static str },
+    #[error("decoding the access unit at dts {dts} ms: {source}")]
+    Decode { dts: i64, source: ff::Error },
+}
+
+/// Converts one AVCC access unit (length-prefixed NAL units) to Annex B (start codes), with
+/// the configuration's SPS and PPS in front when `with_parameter_sets`.
+pub fn to_annex_b(
+    config: &VideoConfig,
+    data: &[u8],
+    with_parameter_sets: bool,
+) -> Result<Vec<u8>, &'static str> {
+    const START: [u8; 4] = [0, 0, 0, 1];
+    let extra: usize = if with_parameter_sets {
+        config
+            .sps
+            .iter()
+            .chain(config.pps.iter())
+            .map(|n| n.len() + 4)
+            .sum()
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(data.len() + extra + 16);
+    if with_parameter_sets {
+        for nal in config.sps.iter().chain(config.pps.iter()) {
+            out.extend_from_slice(&START);
+            out.extend_from_slice(nal);
+        }
+    }
+    let size = usize::from(config.nal_length_size);
+    if !(1..=4).contains(&size) {
+        return Err("NAL length size is not 1 to 4 bytes");
+    }
+    let mut rest = data;
+    while !rest.is_empty() {
+        if rest.len() < size {
+            return Err("truncated NAL length");
+        }
+        let len = rest[..size]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        rest = &rest[size..];
+        if len > rest.len() {
+            return Err("NAL unit longer than the access unit");
+        }
+        out.extend_from_slice(&START);
+        out.extend_from_slice(&rest[..len]);
+        rest = &rest[len..];
+    }
+    Ok(out)
+}
+
+/// A decoded picture and the PTS it was presented at.
+pub struct Picture {
+    pub frame: ff::frame::Video,
+    pub pts: i64,
+}
+
+/// One camera's H.264 decoder.
+pub struct Decoder {
+    decoder: ff::decoder::Video,
+    config: VideoConfig,
+}
+
+impl Decoder {
+    /// Opens a decoder for `config`. Single-threaded: cameras already run in parallel, and
+    /// frame threading would delay every picture by a frame per thread.
+    pub fn new(config: &VideoConfig) -> Result<Self, DecodeError> {
+        let codec = ff::decoder::find(ff::codec::Id::H264).ok_or(DecodeError::NoDecoder)?;
+        let ctx = ff::codec::context::Context::new_with_codec(codec);
+        let decoder = ctx.decoder().video().map_err(DecodeError::Open)?;
+        Ok(Self {
+            decoder,
+            config: config.clone(),
+        })
+    }
+
+    /// Forgets references and buffered pictures (after lost data or a mode change).
+    pub fn reset(&mut self) {
+        self.decoder.flush();
+    }
+
+    /// Decodes a keyframe on its own and returns its picture at once: the decoder is drained
+    /// and flushed, so reordering delay never holds the picture back.
+    pub fn decode_keyframe(&mut self, frame: &Frame) -> Result<Option<Picture>, DecodeError> {
+        self.send(frame)?;
+        let _ = self.decoder.send_eof();
+        let mut out = None;
+        while let Some(p) = self.receive(frame.dts)? {
+            out = Some(p);
+        }
+        self.decoder.flush();
+        Ok(out)
+    }
+
+    /// Feeds one access unit of a continuous sequence; returns the pictures it released.
+    pub fn decode(&mut self, frame: &Frame) -> Result<Vec<Picture>, DecodeError> {
+        self.send(frame)?;
+        let mut out = Vec::new();
+        while let Some(p) = self.receive(frame.dts)? {
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    fn send(&mut self, frame: &Frame) -> Result<(), DecodeError> {
+        let annex_b = to_annex_b(&self.config, &frame.data, frame.keyframe).map_err(|what| {
+            DecodeError::Malformed {
+                dts: frame.dts,
+                what,
+            }
+        })?;
+        let mut packet = ff::Packet::copy(&annex_b);
+        packet.set_pts(Some(frame.pts));
+        packet.set_dts(Some(frame.dts));
+        if frame.keyframe {
+            packet.set_flags(ff::codec::packet::Flags::KEY);
+        }
+        self.decoder
+            .send_packet(&packet)
+            .map_err(|source| DecodeError::Decode {
+                dts: frame.dts,
+                source,
+            })
+    }
+
+    fn receive(&mut self, dts: i64) -> Result<Option<Picture>, DecodeError> {
+        let mut picture = ff::frame::Video::empty();
+        match self.decoder.receive_frame(&mut picture) {
+            Ok(()) => {
+                let pts = picture.pts().or(picture.timestamp()).unwrap_or(dts);
+                Ok(Some(Picture {
+                    frame: picture,
+                    pts,
+                }))
+            }
+            Err(ff::Error::Eof) => Ok(None),
+            Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => Ok(None),
+            Err(source) => Err(DecodeError::Decode { dts, source }),
+        }
+    }
+}
+
+/// Initialises libavcodec once per process and keeps its logging to real errors.
+pub fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = ff::init() {
+            tracing::warn!(error = %e, "initialising libavcodec failed");
+        }
+        ff::util::log::set_level(ff::util::log::Level::Fatal);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn config() -> VideoConfig {
+        VideoConfig {
+            avcc: Bytes::new(),
+            sps: vec![Bytes::from_static(&[0x67, 1, 2])],
+            pps: vec![Bytes::from_static(&[0x68, 3])],
+            nal_length_size: 4,
+            profile_idc: 100,
+            constraint_flags: 0,
+            level_idc: 40,
+            width: 16,
+            height: 16,
+        }
+    }
+
+    #[test]
+    fn annex_b_puts_parameter_sets_before_keyframes() {
+        let au = [0, 0, 0, 2, 0x65, 9, 0, 0, 0, 1, 0x06];
+        let out = to_annex_b(&config(), &au, true).expect("valid");
+        assert_eq!(
+            out,
+            [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 9, 0, 0, 0, 1, 0x06]
+        );
+        let plain = to_annex_b(&config(), &au, false).expect("valid");
+        assert_eq!(plain, [0, 0, 0, 1, 0x65, 9, 0, 0, 0, 1, 0x06]);
+    }
+
+    #[test]
+    fn annex_b_rejects_lengths_past_the_end() {
+        assert!(to_annex_b(&config(), &[0, 0, 0, 9, 0x65], false).is_err());
+        assert!(to_annex_b(&config(), &[0, 0], false).is_err());
+    }
+
+    #[test]
+    fn garbage_never_panics_the_decoder() {
+        init();
+        let mut d = Decoder::new(&config()).expect("decoder");
+        let frame = Frame {
+            track: crate::media::Track::Video,
+            dts: 0,
+            pts: 0,
+            keyframe: true,
+            data: Bytes::from_static(&[0, 0, 0, 3, 0x65, 0xff, 0xff]),
+        };
+        // Either an error or no picture: what matters is that it returns.
+        let _ = d.decode_keyframe(&frame);
+        let _ = d.decode(&frame);
+    }
+}

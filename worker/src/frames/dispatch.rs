@@ -1,0 +1,431 @@
+//! The frame hub: which processor is told about which frame, with credits.
+//!
+//! Each processor has, per camera, at most `max_in_flight` frames notified and not yet
+//! acknowledged. While it has none left, a newer frame replaces the one waiting (latest
+//! wins; the replaced one is counted as `processor_busy`), so a slow processor always gets
+//! the newest frame next and never a backlog. Outgoing messages go through a bounded queue
+//! per connection; a full queue drops the message (`queue_full`).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::detections::Detections;
+use super::metrics::FrameMetrics;
+use super::protocol::{Detection, FrameNote, Hello, Outbound, MAX_DETECTIONS};
+
+/// Messages queued per connection. Credits keep far fewer than this in flight; the bound
+/// only matters for a processor subscribed to very many cameras that stopped reading.
+pub const OUTBOUND_QUEUE: usize = 256;
+
+/// A connection's handle on the hub.
+pub type ProcessorId = u64;
+
+#[derive(Default)]
+struct Slot {
+    /// Notified, unacknowledged: seq → capture time.
+    in_flight: VecDeque<(u64, SystemTime)>,
+    /// The newest frame waiting for a credit.
+    pending: Option<Arc<FrameNote>>,
+    last_taken_pts: Option<i64>,
+    newest_acked: Option<SystemTime>,
+}
+
+struct Processor {
+    name: String,
+    hello: Hello,
+    tx: mpsc::Sender<Outbound>,
+    slots: HashMap<String, Slot>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: ProcessorId,
+    processors: HashMap<ProcessorId, Processor>,
+    cameras: HashSet<String>,
+}
+
+/// Shared by the extractors (which publish) and the socket connections (which receive).
+pub struct Dispatcher {
+    inner: Mutex<Inner>,
+    metrics: FrameMetrics,
+    detections: Arc<Detections>,
+    /// The worker's extraction interval, for per-processor subsampling tolerance.
+    camera_interval_ms: f64,
+}
+
+impl Dispatcher {
+    pub fn new(metrics: FrameMetrics, detections: Arc<Detections>, camera_fps: f64) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            metrics,
+            detections,
+            camera_interval_ms: 1000.0 / camera_fps,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `camera` known, so processors that want it show as connected before its first frame.
+    pub fn add_camera(&self, camera: &str) {
+        let mut inner = self.lock();
+        if !inner.cameras.insert(camera.to_string()) {
+            return;
+        }
+        for p in inner.processors.values_mut() {
+            if p.hello.wants(camera) && !p.slots.contains_key(camera) {
+                p.slots.insert(camera.to_string(), Slot::default());
+                self.metrics
+                    .connected
+                    .with_label_values(&[camera, &p.name])
+                    .inc();
+            }
+        }
+    }
+
+    /// Adds a processor after its hello; frames for it arrive on the returned receiver.
+    pub fn register(&self, hello: Hello, tx: mpsc::Sender<Outbound>) -> ProcessorId {
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        let name = hello.processor.clone();
+        let mut slots = HashMap::new();
+        for camera in inner.cameras.iter().filter(|c| hello.wants(c)) {
+            slots.insert(camera.clone(), Slot::default());
+            self.metrics
+                .connected
+                .with_label_values(&[camera, &name])
+                .inc();
+        }
+        inner.processors.insert(
+            id,
+            Processor {
+                name,
+                hello,
+                tx,
+                slots,
+            },
+        );
+        id
+    }
+
+    /// Removes a processor (disconnected or dropped); its credits and pending frames go with it.
+    pub fn unregister(&self, id: ProcessorId) {
+        let Some(p) = self.lock().processors.remove(&id) else {
+            return;
+        };
+        for camera in p.slots.keys() {
+            let gauge = self.metrics.connected.with_label_values(&[camera, &p.name]);
+            gauge.dec();
+            if gauge.get() <= 0 {
+                let _ = self.metrics.lag.remove_label_values(&[camera, &p.name]);
+            }
+        }
+    }
+
+    /// Tells every processor that wants `note.camera` about a new frame, within its credits.
+    pub fn publish(&self, note: FrameNote) {
+        let note = Arc::new(note);
+        let mut inner = self.lock();
+        let Inner {
+            processors,
+            cameras,
+            ..
+        } = &mut *inner;
+        cameras.insert(note.camera.clone());
+        for p in processors.values_mut() {
+            if !p.hello.wants(&note.camera) {
+                continue;
+            }
+            let slot = p.slots.entry(note.camera.clone()).or_insert_with(|| {
+                self.metrics
+                    .connected
+                    .with_label_values(&[&note.camera, &p.name])
+                    .inc();
+                Slot::default()
+            });
+            // Per-processor rate: skip frames that come sooner than it asked for. Not a drop.
+            if let (Some(fps), Some(last)) = (p.hello.fps, slot.last_taken_pts) {
+                let min_gap = 1000.0 / fps - self.camera_interval_ms / 2.0;
+                if ((note.pts_ms - last) as f64) < min_gap && note.pts_ms >= last {
+                    continue;
+                }
+            }
+            slot.last_taken_pts = Some(note.pts_ms);
+            if slot.in_flight.len() < p.hello.max_in_flight as usize {
+                send(&self.metrics, &p.name, &p.tx, slot, note.clone());
+            } else if slot.pending.replace(note.clone()).is_some() {
+                self.metrics
+                    .dropped
+                    .with_label_values(&[&note.camera, &p.name, "processor_busy"])
+                    .inc();
+            }
+        }
+    }
+
+    /// Handles an ack: frees the credit, records latency and detections, and sends the
+    /// waiting frame if there is one. An ack for a frame not in flight is ignored.
+    pub fn ack(&self, id: ProcessorId, camera: &str, seq: u64, detections: &[serde_json::Value]) {
+        let now = SystemTime::now();
+        let mut inner = self.lock();
+        let Some(p) = inner.processors.get_mut(&id) else {
+            return;
+        };
+        let Some(slot) = p.slots.get_mut(camera) else {
+            debug!(processor = %p.name, camera, seq, "ack for a camera never sent");
+            return;
+        };
+        let Some(pos) = slot.in_flight.iter().position(|(s, _)| *s == seq) else {
+            debug!(processor = %p.name, camera, seq, "ack for a frame not in flight");
+            return;
+        };
+        let Some((_, captured)) = slot.in_flight.remove(pos) else {
+            return;
+        };
+        let latency = now.duration_since(captured).unwrap_or(Duration::ZERO);
+        self.metrics
+            .latency
+            .with_label_values(&[camera, &p.name])
+            .observe(latency.as_secs_f64());
+        if slot.newest_acked.is_none_or(|t| captured > t) {
+            slot.newest_acked = Some(captured);
+        }
+        self.metrics
+            .lag
+            .with_label_values(&[camera, &p.name])
+            .set(latency.as_secs_f64());
+
+        let found: Vec<Detection> = detections
+            .iter()
+            .take(MAX_DETECTIONS)
+            .filter_map(Detection::from_value)
+            .collect();
+        for d in &found {
+            self.metrics
+                .detections
+                .with_label_values(&[camera, &p.name, &d.label])
+                .inc();
+        }
+        if !found.is_empty() {
+            self.detections
+                .record(camera, &p.name, seq, captured, now, found);
+        }
+
+        if let Some(next) = slot.pending.take() {
+            send(&self.metrics, &p.name, &p.tx, slot, next);
+        }
+    }
+
+    /// Refreshes every lag gauge to "now − newest acknowledged capture" (or, before the first
+    /// ack, the oldest frame still in flight), so a stalled processor's lag keeps growing.
+    pub fn refresh_lag(&self, now: SystemTime) {
+        let inner = self.lock();
+        for p in inner.processors.values() {
+            for (camera, slot) in &p.slots {
+                let since = slot
+                    .newest_acked
+                    .or_else(|| slot.in_flight.front().map(|(_, t)| *t));
+                if let Some(t) = since {
+                    let lag = now.duration_since(t).unwrap_or(Duration::ZERO);
+                    self.metrics
+                        .lag
+                        .with_label_values(&[camera, &p.name])
+                        .set(lag.as_secs_f64());
+                }
+            }
+        }
+    }
+
+    /// True when `id` has frames in flight (the connection uses it for hang detection).
+    pub fn has_in_flight(&self, id: ProcessorId) -> bool {
+        self.lock()
+            .processors
+            .get(&id)
+            .is_some_and(|p| p.slots.values().any(|s| !s.in_flight.is_empty()))
+    }
+
+    /// Number of connected processors.
+    pub fn processors(&self) -> usize {
+        self.lock().processors.len()
+    }
+}
+
+fn send(
+    metrics: &FrameMetrics,
+    name: &str,
+    tx: &mpsc::Sender<Outbound>,
+    slot: &mut Slot,
+    note: Arc<FrameNote>,
+) {
+    let captured = note.captured.unwrap_or_else(SystemTime::now);
+    let (camera, seq) = (note.camera.clone(), note.seq);
+    match tx.try_send(Outbound::Frame(Arc::unwrap_or_clone(note))) {
+        Ok(()) => slot.in_flight.push_back((seq, captured)),
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            metrics
+                .dropped
+                .with_label_values(&[&camera, name, "queue_full"])
+                .inc();
+        }
+        // The connection is going away; it unregisters itself.
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> (Dispatcher, FrameMetrics) {
+        let metrics = FrameMetrics::unregistered();
+        let d = Dispatcher::new(metrics.clone(), Arc::new(Detections::new(16)), 1.0);
+        (d, metrics)
+    }
+
+    fn hello(name: &str, max_in_flight: u32, fps: Option<f64>) -> Hello {
+        Hello {
+            version: 1,
+            processor: name.into(),
+            cameras: vec!["*".into()],
+            max_in_flight,
+            fps,
+        }
+    }
+
+    fn note(camera: &str, seq: u64) -> FrameNote {
+        FrameNote {
+            camera: camera.into(),
+            seq,
+            path: format!("/f/{camera}/{seq:08}.jpg"),
+            captured_at: String::new(),
+            pts_ms: seq as i64 * 1000,
+            width: 2,
+            height: 2,
+            captured: Some(SystemTime::now()),
+        }
+    }
+
+    fn seqs(rx: &mut mpsc::Receiver<Outbound>) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            if let Outbound::Frame(f) = m {
+                out.push(f.seq);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn busy_processor_gets_the_newest_frame_not_a_backlog() {
+        let (d, metrics) = hub();
+        let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let id = d.register(hello("slow", 1, None), tx);
+        for seq in 1..=5 {
+            d.publish(note("cam", seq));
+        }
+        assert_eq!(seqs(&mut rx), [1]);
+        d.ack(id, "cam", 1, &[]);
+        assert_eq!(seqs(&mut rx), [5], "latest wins");
+        let busy = metrics
+            .dropped
+            .with_label_values(&["cam", "slow", "processor_busy"])
+            .get();
+        assert_eq!(busy, 3);
+    }
+
+    #[test]
+    fn a_fast_processor_is_not_held_back_by_a_slow_one() {
+        let (d, _) = hub();
+        let (slow_tx, mut slow_rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (fast_tx, mut fast_rx) = mpsc::channel(OUTBOUND_QUEUE);
+        d.register(hello("slow", 1, None), slow_tx);
+        let fast = d.register(hello("fast", 1, None), fast_tx);
+        let mut got = Vec::new();
+        for seq in 1..=10 {
+            d.publish(note("cam", seq));
+            let s = seqs(&mut fast_rx);
+            for seq in &s {
+                d.ack(fast, "cam", *seq, &[]);
+            }
+            got.extend(s);
+        }
+        assert_eq!(got, (1..=10).collect::<Vec<_>>());
+        assert_eq!(seqs(&mut slow_rx), [1]);
+    }
+
+    #[test]
+    fn credits_are_per_camera_and_max_in_flight() {
+        let (d, _) = hub();
+        let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let id = d.register(hello("p", 2, None), tx);
+        d.publish(note("a", 1));
+        d.publish(note("a", 2));
+        d.publish(note("a", 3));
+        d.publish(note("b", 1));
+        assert_eq!(seqs(&mut rx), [1, 2, 1]);
+        d.ack(id, "a", 2, &[]);
+        assert_eq!(seqs(&mut rx), [3]);
+        d.ack(id, "a", 99, &[]);
+        assert!(seqs(&mut rx).is_empty(), "unknown acks free nothing");
+    }
+
+    #[test]
+    fn per_processor_fps_subsamples() {
+        let (d, _) = hub();
+        let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let id = d.register(hello("half", 4, Some(0.5)), tx);
+        for seq in 1..=6 {
+            d.publish(note("cam", seq));
+            for s in seqs(&mut rx) {
+                assert_eq!(s % 2, 1, "every other frame, got {s}");
+                d.ack(id, "cam", s, &[]);
+            }
+        }
+    }
+
+    #[test]
+    fn detections_become_metrics_and_recent_entries() {
+        let metrics = FrameMetrics::unregistered();
+        let detections = Arc::new(Detections::new(16));
+        let d = Dispatcher::new(metrics.clone(), detections.clone(), 1.0);
+        let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let id = d.register(hello("yolo", 1, None), tx);
+        d.publish(note("cam", 1));
+        assert_eq!(seqs(&mut rx), [1]);
+        let dets = serde_json::json!([{"label":"person","confidence":0.9,"box":[1,2,3,4]}]);
+        d.ack(
+            id,
+            "cam",
+            1,
+            dets.as_array().map(Vec::as_slice).unwrap_or_default(),
+        );
+        assert_eq!(
+            metrics
+                .detections
+                .with_label_values(&["cam", "yolo", "person"])
+                .get(),
+            1
+        );
+        assert_eq!(detections.recent("cam").len(), 1);
+        assert!(metrics.lag.with_label_values(&["cam", "yolo"]).get() >= 0.0);
+    }
+
+    #[test]
+    fn unregistering_frees_everything() {
+        let (d, metrics) = hub();
+        d.add_camera("cam");
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let id = d.register(hello("p", 1, None), tx);
+        assert_eq!(metrics.connected.with_label_values(&["cam", "p"]).get(), 1);
+        drop(rx);
+        d.publish(note("cam", 1));
+        d.unregister(id);
+        assert_eq!(metrics.connected.with_label_values(&["cam", "p"]).get(), 0);
+        assert_eq!(d.processors(), 0);
+    }
+}

@@ -1,0 +1,84 @@
+//! The frame stage's metric families (names per docs/metrics.md).
+
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+#[derive(Clone)]
+pub struct FrameMetrics {
+    pub extracted: IntCounterVec,
+    pub extract_seconds: HistogramVec,
+    pub dropped: IntCounterVec,
+    pub lag: GaugeVec,
+    pub latency: HistogramVec,
+    pub connected: IntGaugeVec,
+    pub detections: IntCounterVec,
+}
+
+impl FrameMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            extracted: IntCounterVec::new(
+                Opts::new("kamera_frames_extracted_total", "JPEG frames extracted for processors"),
+                &["camera"],
+            )?,
+            extract_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "kamera_frame_extract_seconds",
+                    "Access unit received → JPEG written (decode, scale, encode, file)",
+                )
+                .buckets(vec![0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.1, 0.2, 0.5, 1.0]),
+                &["camera"],
+            )?,
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    "kamera_frames_dropped_total",
+                    "Frames not delivered, by reason (processor_busy, queue_full, extract_behind, decode_error, write_error); processor is empty for drops before any processor",
+                ),
+                &["camera", "processor", "reason"],
+            )?,
+            lag: GaugeVec::new(
+                Opts::new(
+                    "kamera_processor_lag_seconds",
+                    "Now minus the capture time of the newest frame the processor acknowledged",
+                ),
+                &["camera", "processor"],
+            )?,
+            latency: HistogramVec::new(
+                HistogramOpts::new(
+                    "kamera_processor_latency_seconds",
+                    "Capture of a frame → its acknowledgement by the processor",
+                )
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+                &["camera", "processor"],
+            )?,
+            connected: IntGaugeVec::new(
+                Opts::new(
+                    "kamera_processor_connected",
+                    "Connected processor sessions receiving this camera's frames",
+                ),
+                &["camera", "processor"],
+            )?,
+            detections: IntCounterVec::new(
+                Opts::new("kamera_detections_total", "Detections reported in processor acks"),
+                &["camera", "processor", "label"],
+            )?,
+        };
+        registry.register(Box::new(m.extracted.clone()))?;
+        registry.register(Box::new(m.extract_seconds.clone()))?;
+        registry.register(Box::new(m.dropped.clone()))?;
+        registry.register(Box::new(m.lag.clone()))?;
+        registry.register(Box::new(m.latency.clone()))?;
+        registry.register(Box::new(m.connected.clone()))?;
+        registry.register(Box::new(m.detections.clone()))?;
+        Ok(m)
+    }
+
+    /// A set of families not served anywhere (tests).
+    pub fn unregistered() -> Self {
+        match Self::register(&Registry::new()) {
+            Ok(m) => m,
+            Err(e) => panic!("metric definitions are static and valid: {e}"),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Frames for processors: per camera, a sampler picks one access unit per tick (keyframes
+//! only when the GOP allows), a thread decodes it and encodes a JPEG into the frames
+//! directory, and the frame hub notifies connected processors over the frame socket.
+//!
+//! Boundaries: reads the stream hub like any consumer; never calls back into ingest.
+//! Serves `/frames/<camera>/latest.jpg` and `/api/cameras/<camera>/detections`.
+
+pub mod decode;
+pub mod detections;
+pub mod dispatch;
+pub mod jpeg;
+pub mod metrics;
+pub mod pipeline;
+pub mod protocol;
+pub mod sampler;
+pub mod socket;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::config::{is_valid_camera_name, Config};
+use crate::http::{json_error, CameraStatus};
+use crate::hub::Channel;
+use crate::stage::Stage;
+
+use self::detections::Detections;
+use self::dispatch::Dispatcher;
+use self::metrics::FrameMetrics;
+use self::pipeline::Settings;
+use self::sampler::Mode;
+
+/// Recent detection entries kept per camera for the API.
+const RECENT_DETECTIONS: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FramesError {
+    #[error(transparent)]
+    Socket(#[from] socket::SocketError),
+    #[error("registering frame metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("frames directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One camera's extraction state, shared by its pipeline and the HTTP handlers.
+#[derive(Default)]
+pub struct CameraFrames {
+    inner: Mutex<CameraFramesInner>,
+}
+
+#[derive(Default)]
+struct CameraFramesInner {
+    status: FrameStatus,
+    latest: Option<Bytes>,
+}
+
+/// The `frames` section of `/api/cameras`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FrameStatus {
+    /// `keyframes_only` or `all_frames`; absent while no video arrives.
+    pub mode: Option<Mode>,
+    pub gop_ms: Option<i64>,
+    pub extracted: u64,
+    pub errors: u64,
+    pub last_seq: Option<u64>,
+    pub last_captured_at: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+impl CameraFrames {
+    fn lock(&self) -> MutexGuard<'_, CameraFramesInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_mode(&self, mode: Option<Mode>, gop_ms: Option<i64>) {
+        let mut inner = self.lock();
+        inner.status.mode = mode;
+        inner.status.gop_ms = gop_ms;
+    }
+
+    fn set_latest(&self, seq: u64, jpeg: Bytes, width: u32, height: u32, captured_at: String) {
+        let mut inner = self.lock();
+        inner.latest = Some(jpeg);
+        let s = &mut inner.status;
+        s.extracted += 1;
+        s.last_seq = Some(seq);
+        s.last_captured_at = Some(captured_at);
+        s.width = Some(width);
+        s.height = Some(height);
+    }
+
+    fn count_error(&self) {
+        self.lock().status.errors += 1;
+    }
+
+    /// The newest JPEG, from memory (no disk read per request).
+    pub fn latest(&self) -> Option<Bytes> {
+        self.lock().latest.clone()
+    }
+
+    pub fn status(&self) -> FrameStatus {
+        self.lock().status.clone()
+    }
+}
+
+struct Shared {
+    settings: Settings,
+    metrics: FrameMetrics,
+    dispatcher: Arc<Dispatcher>,
+    detections: Arc<Detections>,
+    cameras: Mutex<HashMap<String, Arc<CameraFrames>>>,
+}
+
+impl Shared {
+    fn camera(&self, name: &str) -> Option<Arc<CameraFrames>> {
+        let cameras = self.cameras.lock().unwrap_or_else(|e| e.into_inner());
+        cameras.get(name).cloned()
+    }
+}
+
+/// The frames stage.
+pub struct FramesStage {
+    shared: Arc<Shared>,
+}
+
+impl FramesStage {
+    /// Binds the frame socket, registers the metrics and starts serving processors until
+    /// `shutdown` (processors can connect before any camera publishes).
+    pub fn start(
+        config: &Config,
+        registry: &prometheus::Registry,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, FramesError> {
+        let frames_dir = config.frames_dir();
+        std::fs::create_dir_all(&frames_dir).map_err(|source| FramesError::Dir {
+            path: frames_dir.clone(),
+            source,
+        })?;
+        // Notifications carry absolute paths: processors run with other working directories.
+        let frames_dir = std::path::absolute(&frames_dir).unwrap_or(frames_dir);
+        let metrics = FrameMetrics::register(registry)?;
+        let detections = Arc::new(Detections::new(RECENT_DETECTIONS));
+        let dispatcher = Arc::new(Dispatcher::new(
+            metrics.clone(),
+            detections.clone(),
+            config.frame_fps,
+        ));
+        let socket_path = config.frame_socket();
+        let listener = socket::bind(&socket_path)?;
+        info!(socket = %socket_path.display(), frames_dir = %frames_dir.display(), fps = config.frame_fps, "frame socket listening");
+        let welcome = socket::Welcome {
+            worker: format!("kamera-worker/{}", env!("CARGO_PKG_VERSION")),
+            fps: config.frame_fps,
+        };
+        // Owned by `shutdown`: it says goodbye to processors and removes the socket on cancel.
+        tokio::spawn(socket::serve(
+            listener,
+            socket_path,
+            dispatcher.clone(),
+            welcome,
+            shutdown,
+        ));
+        Ok(Arc::new(Self {
+            shared: Arc::new(Shared {
+                settings: Settings {
+                    fps: config.frame_fps,
+                    quality: config.frame_quality,
+                    max_width: config.frame_max_width,
+                    keep: config.frame_keep,
+                    frames_dir,
+                },
+                metrics,
+                dispatcher,
+                detections,
+                cameras: Mutex::new(HashMap::new()),
+            }),
+        }))
+    }
+}
+
+impl CameraStatus for FramesStage {
+    fn section(&self) -> &'static str {
+        "frames"
+    }
+
+    fn status(&self, camera: &str) -> Option<serde_json::Value> {
+        let cam = self.shared.camera(camera)?;
+        let mut v = serde_json::to_value(cam.status()).ok()?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("fps".into(), self.shared.settings.fps.into());
+            obj.insert(
+                "latest_url".into(),
+                format!("/frames/{camera}/latest.jpg").into(),
+            );
+        }
+        Some(v)
+    }
+}
+
+impl Stage for FramesStage {
+    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, shutdown: CancellationToken) {
+        let name = channel.name().to_string();
+        let camera = Arc::new(CameraFrames::default());
+        {
+            let mut cameras = self
+                .shared
+                .cameras
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            cameras.insert(name.clone(), camera.clone());
+        }
+        self.shared.dispatcher.add_camera(&name);
+        tasks.spawn(pipeline::run(
+            channel,
+            self.shared.settings.clone(),
+            camera,
+            self.shared.metrics.clone(),
+            self.shared.dispatcher.clone(),
+            shutdown,
+        ));
+    }
+
+    fn routes(&self) -> Router {
+        Router::new()
+            .route("/frames/{camera}/latest.jpg", get(latest_jpeg))
+            .route("/api/cameras/{camera}/detections", get(recent_detections))
+            .with_state(self.shared.clone())
+    }
+}
+
+async fn latest_jpeg(State(shared): State<Arc<Shared>>, Path(camera): Path<String>) -> Response {
+    if !is_valid_camera_name(&camera) {
+        return json_error(StatusCode::BAD_REQUEST, "invalid camera name");
+    }
+    match shared.camera(&camera).and_then(|c| c.latest()) {
+        Some(jpeg) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            jpeg,
+        )
+            .into_response(),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            format!("no frame yet for camera {camera:?}"),
+        ),
+    }
+}
+
+async fn recent_detections(
+    State(shared): State<Arc<Shared>>,
+    Path(camera): Path<String>,
+) -> Response {
+    if !is_valid_camera_name(&camera) {
+        return json_error(StatusCode::BAD_REQUEST, "invalid camera name");
+    }
+    if shared.camera(&camera).is_none() {
+        return json_error(StatusCode::NOT_FOUND, format!("unknown camera {camera:?}"));
+    }
+    Json(serde_json::json!({
+        "camera": camera,
+        "detections": shared.detections.recent(&camera),
+    }))
+    .into_response()
+}
