@@ -1,0 +1,153 @@
+"""The Helm chart, tested with the real helm: lint, render, validate every object against the
+Kubernetes schemas, reject bad values, RBAC exactly as the operator's table, CRDs in sync."""
+
+import pathlib
+import subprocess
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "kamera"
+HELM = str(ROOT / ".tools" / "bin" / "helm")
+HERE = pathlib.Path(__file__).parent
+K8S_VERSION = "1.37.0"
+
+# The Prometheus Operator's CRDs are not in the Kubernetes schemas: check the fields we set.
+MONITOR_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"enum": ["ServiceMonitor", "PodMonitor"]},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "selector": {"type": "object", "required": ["matchLabels"]},
+                "namespaceSelector": {"type": "object"},
+                "endpoints": {"type": "array", "minItems": 1},
+                "podMetricsEndpoints": {"type": "array", "minItems": 1},
+            },
+            "required": ["selector"],
+        },
+    },
+}
+
+
+def helm(*args, check=True):
+    return subprocess.run([HELM, *args], capture_output=True, text=True, check=check)
+
+
+def render(*values):
+    args = ["template", "kamera", str(CHART), "--namespace", "kamera"]
+    for v in values:
+        args += ["-f", str(v)]
+    out = helm(*args).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_lint_strict():
+    result = helm("lint", "--strict", str(CHART), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = helm("lint", "--strict", str(CHART), "-f", str(HERE / "values-all.yaml"), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("values", [[], [HERE / "values-all.yaml"]], ids=["defaults", "everything-on"])
+def test_every_rendered_object_is_valid(values):
+    objects = render(*values)
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "ServiceAccount", "Service"} <= kinds
+    for obj in objects:
+        if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            jsonschema.validate(obj, MONITOR_SCHEMA)
+            continue
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {e.message} at {list(e.path)}")
+
+
+def test_everything_on_renders_every_optional_object():
+    objects = render(HERE / "values-all.yaml")
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds.count("Role") == 2 and kinds.count("RoleBinding") == 2  # watched ns + lease
+    assert "ClusterRole" not in kinds  # a single watched namespace needs no cluster-wide rights
+    assert {"ServiceMonitor", "PodMonitor"} <= set(kinds)
+    deploy = next(o for o in objects if o["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    assert deploy["spec"]["replicas"] == 2
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert pod["tolerations"][0]["key"] == "dedicated"
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["KAMERA_WORKER_IMAGE"] == "registry.example/kamera-worker:1.2.3"
+    assert env["KAMERA_NAMESPACE"] == "cameras"
+
+
+def test_defaults_are_hardened():
+    deploy = next(o for o in render() if o["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["args"] == ["run"]
+
+
+@pytest.mark.parametrize("bad", sorted((HERE / "bad-values").glob("*.yaml")), ids=lambda p: p.stem)
+def test_bad_values_are_rejected_by_the_schema(bad):
+    result = helm("template", "kamera", str(CHART), "-f", str(bad), check=False)
+    assert result.returncode != 0, f"{bad.name} was accepted"
+    assert "schema" in result.stderr.lower(), result.stderr
+
+
+def rules_of(objects, kind, name_suffix=""):
+    rules = set()
+    for o in objects:
+        if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix):
+            for r in o["rules"]:
+                for g in r["apiGroups"]:
+                    for res in r["resources"]:
+                        for v in r["verbs"]:
+                            rules.add((g, res, v))
+    return rules
+
+
+def table_rules(section):
+    table = yaml.safe_load((CHART / "files" / "rbac.yaml").read_text())
+    return {(g, res, v) for r in table[section] for g in r["apiGroups"] for res in r["resources"] for v in r["verbs"]}
+
+
+def test_rbac_is_exactly_the_operators_table():
+    objects = render()
+    assert rules_of(objects, "ClusterRole") == table_rules("watched")
+    assert rules_of(objects, "Role", "-leader-election") == table_rules("leaderElection")
+    for o in objects:
+        for r in o.get("rules", []):
+            assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"]
+
+
+def test_rbac_with_leader_election_off_has_no_lease_rights():
+    values = HERE / "values-all.yaml"
+    no_le = HERE / "no-leader-election.yaml"
+    no_le.write_text("operator:\n  leaderElection: {enabled: false}\n")
+    try:
+        objects = render(values, no_le)
+    finally:
+        no_le.unlink()
+    assert not any(o["metadata"]["name"].endswith("-leader-election") for o in objects)
+
+
+def test_chart_crds_equal_the_generated_ones():
+    generated = sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
+    in_chart = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    assert in_chart == generated
+    for name in generated:
+        assert (CHART / "crds" / name).read_text() == (ROOT / "crds" / name).read_text(), (
+            f"charts/kamera/crds/{name} drifted: run scripts/sync-chart-crds.sh"
+        )
