@@ -131,11 +131,13 @@ repository root (or start the worker with <code>--hls-js /path/to/hls.min.js</co
     // Safari plays LL-HLS natively.
     video.src = src; return;
   }
-  const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, manifestLoadingMaxRetry: 30,
-                        manifestLoadingRetryDelay: 500 });
+  // Catch up (up to 1.5x speed) when playback falls behind the live edge.
+  const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1.5,
+                        manifestLoadingMaxRetry: 30, manifestLoadingRetryDelay: 500 });
   k.hls = hls;
   hls.on(Hls.Events.ERROR, function (_, data) {
-    k.errors.push(data.type + ':' + data.details);
+    k.errors.push(data.type + ':' + data.details +
+      (data.error && data.error.message ? ' (' + data.error.message + ')' : ''));
     if (!data.fatal) return;
     k.fatal.push(data.type + ':' + data.details);
     // Keep the live view up across publisher reconnects and decoder hiccups.

@@ -36,7 +36,9 @@ pub fn skip_until_ms(p: &Packager) -> i64 {
 }
 
 /// How many complete segments at the start of the window a delta update leaves out: those
-/// that end more than `CAN-SKIP-UNTIL` before the end of the playlist.
+/// that end more than `CAN-SKIP-UNTIL` before the end of the playlist. Skipping stops at a
+/// discontinuity, so that players count discontinuities from the tags they are sent (hls.js
+/// rejects a delta update whose discontinuity numbering does not match the playlist it has).
 pub fn skippable(p: &Packager) -> usize {
     let total: i64 = p.segments().iter().map(Segment::duration_ms).sum();
     let limit = skip_until_ms(p);
@@ -44,7 +46,7 @@ pub fn skippable(p: &Packager) -> usize {
     let mut n = 0;
     for s in p.segments() {
         elapsed += s.duration_ms();
-        if !s.complete || total - elapsed < limit {
+        if !s.complete || s.discontinuity || total - elapsed < limit {
             break;
         }
         n += 1;

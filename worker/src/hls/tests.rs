@@ -276,6 +276,23 @@ fn delta_update_skips_old_segments_and_is_shorter() {
 }
 
 #[test]
+fn delta_updates_never_skip_a_discontinuity() {
+    let mut p = Packager::new(PackagerConfig {
+        part_target_ms: 200,
+        window: 16,
+    });
+    p.start(info(1, false)).expect("start");
+    let (t, _) = feed(&mut p, 0, 25 * 2, 25);
+    p.end();
+    p.start(info(2, false)).expect("restart");
+    feed(&mut p, t + 1000, 25 * 12, 25);
+    let skipped = playlist::skippable(&p);
+    assert_eq!(skipped, 2, "only the segments before the discontinuity");
+    let delta = playlist::media(&p, true);
+    assert!(delta.contains("#EXT-X-DISCONTINUITY\n"), "{delta}");
+}
+
+#[test]
 fn blocking_condition_is_met_only_once_the_part_exists() {
     let mut p = Packager::new(PackagerConfig::default());
     p.start(info(1, false)).expect("start");
