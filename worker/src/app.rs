@@ -60,6 +60,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &metrics.registry,
         config.hls_js.clone(),
     )?));
+    if !config.no_recording {
+        stages.push(crate::record::Recording::start(
+            &config,
+            &metrics.registry,
+            shutdown.child_token(),
+        )?);
+    }
 
     let mut http_state = HttpState::new(hub.clone(), metrics.clone());
     for stage in &stages {

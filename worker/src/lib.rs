@@ -12,6 +12,7 @@ pub mod http;
 pub mod hub;
 pub mod media;
 pub mod metrics;
+pub mod record;
 pub mod rtmp;
 pub mod stage;
 pub mod stats;
