@@ -31,6 +31,8 @@ struct Slot {
     /// The newest frame waiting for a credit.
     pending: Option<Arc<FrameNote>>,
     last_taken_pts: Option<i64>,
+    /// Capture → ack of the newest acknowledged frame.
+    last_ack_lag: Option<Duration>,
     newest_acked: Option<SystemTime>,
 }
 
@@ -194,11 +196,12 @@ impl Dispatcher {
             .observe(latency.as_secs_f64());
         if slot.newest_acked.is_none_or(|t| captured > t) {
             slot.newest_acked = Some(captured);
+            slot.last_ack_lag = Some(latency);
+            self.metrics
+                .lag
+                .with_label_values(&[camera, &p.name])
+                .set(latency.as_secs_f64());
         }
-        self.metrics
-            .lag
-            .with_label_values(&[camera, &p.name])
-            .set(latency.as_secs_f64());
 
         let found: Vec<Detection> = detections
             .iter()
@@ -221,17 +224,20 @@ impl Dispatcher {
         }
     }
 
-    /// Refreshes every lag gauge to "now − newest acknowledged capture" (or, before the first
-    /// ack, the oldest frame still in flight), so a stalled processor's lag keeps growing.
+    /// Refreshes every lag gauge: how far behind live the processor is. While it works on a
+    /// frame, that frame's age (so a stalled processor's lag keeps growing); while idle, the
+    /// capture → ack time of the newest frame it acknowledged. A processor slower than the
+    /// frame rate thus shows at most about one callback duration plus one interval, because
+    /// latest-wins hands it a fresh frame each time.
     pub fn refresh_lag(&self, now: SystemTime) {
         let inner = self.lock();
         for p in inner.processors.values() {
             for (camera, slot) in &p.slots {
-                let since = slot
-                    .newest_acked
-                    .or_else(|| slot.in_flight.front().map(|(_, t)| *t));
-                if let Some(t) = since {
-                    let lag = now.duration_since(t).unwrap_or(Duration::ZERO);
+                let lag = match slot.in_flight.front() {
+                    Some((_, captured)) => now.duration_since(*captured).ok(),
+                    None => slot.last_ack_lag,
+                };
+                if let Some(lag) = lag {
                     self.metrics
                         .lag
                         .with_label_values(&[camera, &p.name])
@@ -413,6 +419,17 @@ mod tests {
         );
         assert_eq!(detections.recent("cam").len(), 1);
         assert!(metrics.lag.with_label_values(&["cam", "yolo"]).get() >= 0.0);
+    }
+
+    #[test]
+    fn a_stalled_processor_shows_growing_lag() {
+        let (d, metrics) = hub();
+        let (tx, _rx) = mpsc::channel(OUTBOUND_QUEUE);
+        d.register(hello("stalled", 1, None), tx);
+        d.publish(note("cam", 1));
+        d.refresh_lag(SystemTime::now() + Duration::from_secs(30));
+        let lag = metrics.lag.with_label_values(&["cam", "stalled"]).get();
+        assert!(lag >= 30.0, "lag {lag}");
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl FrameMetrics {
             lag: GaugeVec::new(
                 Opts::new(
                     "kamera_processor_lag_seconds",
-                    "Now minus the capture time of the newest frame the processor acknowledged",
+                    "How far behind live the processor is: age of the frame it is working on, or capture → ack of its newest acknowledged frame while idle",
                 ),
                 &["camera", "processor"],
             )?,

@@ -1,0 +1,115 @@
+"""The SDK against a fake worker: ack shapes, callback failures, reconnection."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from pathlib import Path
+from typing import List
+
+import pytest
+
+import kamera
+from kamera.client import FrameInfo, ack_message
+from conftest import wait_for
+
+
+def frame(seq: int = 7) -> FrameInfo:
+    return FrameInfo("door", seq, Path("/x/00000007.jpg"), "", 0, 2, 2)
+
+
+def test_ack_carries_what_the_callback_returned() -> None:
+    assert ack_message(frame(), None)["detections"] == []
+    dets = [{"label": "person", "confidence": 0.9, "box": [1, 2, 3, 4]}]
+    assert ack_message(frame(), dets)["detections"] == dets
+    assert ack_message(frame(), {"label": "cat"})["detections"] == [{"label": "cat"}]
+    merged = ack_message(frame(), {"detections": dets, "seq": 99})
+    assert merged["detections"] == dets and merged["seq"] == 7
+
+
+class FakeWorker:
+    """Accepts processors, sends `frames` frame notifications per connection, records acks."""
+
+    def __init__(self, path: Path, frames: List[Path]) -> None:
+        self.path, self.frames = path, frames
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen()
+        self.hellos: List[dict] = []
+        self.acks: List[dict] = []
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                reader = conn.makefile("rb")
+                self.hellos.append(json.loads(reader.readline()))
+                conn.sendall(b'{"type":"welcome","version":1,"worker":"fake","fps":1}\n')
+                for seq, path in enumerate(self.frames, 1):
+                    conn.sendall(json.dumps({"type": "frame", "camera": "door", "seq": seq, "path": str(path),
+                                             "captured_at": "", "pts_ms": 0, "width": 2, "height": 2}).encode() + b"\n")
+                    line = reader.readline()
+                    if not line:
+                        break
+                    self.acks.append(json.loads(line))
+                # Closing (file object included) makes the processor reconnect.
+                reader.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_callback_errors_are_logged_and_the_next_frame_comes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    files = []
+    for i in range(3):
+        f = tmp_path / f"{i + 1:08}.jpg"
+        f.write_bytes(b"\xff\xd8jpeg%d" % i)
+        files.append(f)
+    fake = FakeWorker(tmp_path / "s.sock", files)
+    stop = threading.Event()
+    seen: List[tuple] = []
+
+    def on_frame(key: str, path: Path, data: bytes) -> list:
+        seen.append((key, path, data))
+        if len(seen) == 2:
+            raise RuntimeError("model crashed")
+        return [{"label": "x"}]
+
+    t = threading.Thread(target=kamera.run, args=(on_frame,),
+                         kwargs={"socket": tmp_path / "s.sock", "processor": "unit", "stop": stop})
+    t.start()
+    try:
+        wait_for("three acks and a reconnect", 10, lambda: len(fake.acks) >= 3 and fake.connections >= 2)
+    finally:
+        stop.set()
+        t.join(5)
+        fake.close()
+    assert seen[0] == ("door", files[0], files[0].read_bytes())
+    assert isinstance(seen[0][1], Path)
+    assert [a["seq"] for a in fake.acks[:3]] == [1, 2, 3]
+    assert fake.acks[1]["detections"] == [], "a failed callback still acks"
+    assert fake.acks[2]["detections"] == [{"label": "x"}]
+    assert "door" in caplog.text and "model crashed" in caplog.text
+    assert fake.hellos[0] == {"type": "hello", "version": 1, "processor": "unit", "cameras": ["*"], "max_in_flight": 1}
+
+
+def test_run_waits_for_a_worker_that_is_not_there_yet(tmp_path: Path) -> None:
+    stop = threading.Event()
+    t = threading.Thread(target=kamera.run, args=(lambda *a: None,),
+                         kwargs={"socket": tmp_path / "later.sock", "stop": stop})
+    t.start()
+    fake = FakeWorker(tmp_path / "later.sock", [])
+    try:
+        wait_for("connection after the socket appears", 15, lambda: fake.connections >= 1)
+    finally:
+        stop.set()
+        t.join(5)
+        fake.close()
+    assert not t.is_alive()
