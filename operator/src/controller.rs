@@ -157,12 +157,16 @@ pub async fn run(
         .owns(api::<Deployment>(&client, ns), owned.clone())
         .owns(api::<Service>(&client, ns), owned.clone())
         .owns(api::<PersistentVolumeClaim>(&client, ns), owned)
-        .watches(processors_api.clone(), watcher::Config::default(), move |fp| {
-            cameras_of_processor(&for_processors, &fp)
-        })
-        .watches(api::<Secret>(&client, ns), watcher::Config::default(), move |s| {
-            cameras_of_secret(&for_secrets, &s)
-        })
+        .watches(
+            processors_api.clone(),
+            watcher::Config::default(),
+            move |fp| cameras_of_processor(&for_processors, &fp),
+        )
+        .watches(
+            api::<Secret>(&client, ns),
+            watcher::Config::default(),
+            move |s| cameras_of_secret(&for_secrets, &s),
+        )
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(
             move |cam, ctx| {
@@ -232,7 +236,13 @@ pub async fn run(
     info!("controllers stopped");
 }
 
-fn error_policy(kind: &'static str, key: &str, error: &Error, ctx: &Context, failures: &Failures) -> Action {
+fn error_policy(
+    kind: &'static str,
+    key: &str,
+    error: &Error,
+    ctx: &Context,
+    failures: &Failures,
+) -> Action {
     let n = failures.bump(key.to_string());
     let delay = backoff(n);
     warn!(kind, object = key, error = %error, retry_in = ?delay, "reconcile failed");

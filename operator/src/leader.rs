@@ -93,7 +93,10 @@ pub async fn campaign(api: &Api<Lease>, settings: &LeaseSettings) -> Result<Roun
             spec.renew_time = Some(MicroTime(now));
             spec.lease_duration_seconds = Some(seconds);
             // `replace` sends the resourceVersion we read: a concurrent change makes it a 409.
-            match api.replace(&settings.name, &PostParams::default(), &lease).await {
+            match api
+                .replace(&settings.name, &PostParams::default(), &lease)
+                .await
+            {
                 Ok(_) => Ok(Round::Leading),
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(Round::Following),
                 Err(e) => Err(e),

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
+use k8s_openapi::api::coordination::v1::Lease;
 use kamera_operator::controller::{self, Settings};
 use kamera_operator::crd::{crd_file_name, crd_yaml, crds, Camera, FrameProcessor};
 use kamera_operator::leader::{acquire, LeaseSettings};
 use kamera_operator::metrics::{self, Metrics};
 use kamera_operator::render;
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
@@ -49,7 +49,10 @@ enum Command {
     Run(RunArgs),
 }
 
-const DEFAULT_WORKER_IMAGE: &str = concat!("ghcr.io/kamera-dev/kamera-worker:", env!("CARGO_PKG_VERSION"));
+const DEFAULT_WORKER_IMAGE: &str = concat!(
+    "ghcr.io/kamera-dev/kamera-worker:",
+    env!("CARGO_PKG_VERSION")
+);
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
@@ -83,7 +86,11 @@ struct RunArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { dir } => print_crds(dir),
-        Command::Render { camera, processors, worker_image } => render_camera(&camera, &processors, &worker_image),
+        Command::Render {
+            camera,
+            processors,
+            worker_image,
+        } => render_camera(&camera, &processors, &worker_image),
         Command::Run(args) => run(args).await,
     }
 }
@@ -94,23 +101,33 @@ fn print_crds(dir: Option<PathBuf>) -> anyhow::Result<()> {
         Some(dir) => {
             for crd in crds() {
                 let path = dir.join(crd_file_name(&crd));
-                std::fs::write(&path, crd_yaml(&crd)?).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, crd_yaml(&crd)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
         }
     }
     Ok(())
 }
 
-fn render_camera(camera: &PathBuf, processors: &[PathBuf], worker_image: &str) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(camera).with_context(|| format!("reading {}", camera.display()))?;
+fn render_camera(
+    camera: &PathBuf,
+    processors: &[PathBuf],
+    worker_image: &str,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(camera).with_context(|| format!("reading {}", camera.display()))?;
     let cameras: Vec<Camera> = render::parse_manifests(&camera.display().to_string(), &text)?;
     let [camera] = cameras.as_slice() else {
         bail!("{} must hold exactly one Camera", camera.display());
     };
     let mut all = Vec::new();
     for path in processors {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        all.extend(render::parse_manifests::<FrameProcessor>(&path.display().to_string(), &text)?);
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        all.extend(render::parse_manifests::<FrameProcessor>(
+            &path.display().to_string(),
+            &text,
+        )?);
     }
     print!("{}", render::render(camera, &all, worker_image)?);
     Ok(())
@@ -120,20 +137,36 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
         .init();
-    let client = Client::try_default().await.context("connecting to the Kubernetes API")?;
-    let identity = args.identity.clone().unwrap_or_else(|| format!("kamera-operator-{}", std::process::id()));
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("kamera-operator-{}", std::process::id()));
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new().context("registering metrics")?;
 
-    let server = tokio::spawn(metrics::serve(args.metrics_listen, metrics.clone(), shutdown.clone()));
+    let server = tokio::spawn(metrics::serve(
+        args.metrics_listen,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
 
     let leadership = if args.no_leader_election {
         None
     } else {
-        let lease_ns = args.lease_namespace.clone().unwrap_or_else(|| "default".into());
+        let lease_ns = args
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
-        let settings = LeaseSettings { name: args.lease_name.clone(), identity: identity.clone(), duration: Duration::from_secs(15) };
+        let settings = LeaseSettings {
+            name: args.lease_name.clone(),
+            identity: identity.clone(),
+            duration: Duration::from_secs(15),
+        };
         info!(lease = %args.lease_name, namespace = %lease_ns, %identity, "waiting for leadership");
         match acquire(leases, settings, shutdown.clone()).await {
             Some(lost) => Some(lost),
@@ -149,12 +182,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             stop.cancel();
         });
     }
-    let reporter = Reporter { controller: "kamera-operator".into(), instance: Some(identity) };
-    let settings = Settings { worker_image: args.worker_image };
+    let reporter = Reporter {
+        controller: "kamera-operator".into(),
+        instance: Some(identity),
+    };
+    let settings = Settings {
+        worker_image: args.worker_image,
+    };
     controller::run(client, args.namespace, settings, metrics, reporter, stop).await;
     shutdown.cancel();
     signals.abort();
-    server.await.context("metrics server task")?.context("metrics server")?;
+    server
+        .await
+        .context("metrics server task")?
+        .context("metrics server")?;
     Ok(())
 }
 
@@ -162,15 +203,16 @@ async fn wait_for_signal(shutdown: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                error!(error = %e, "cannot listen for SIGTERM");
-                let _ = ctrl_c.await;
-                shutdown.cancel();
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

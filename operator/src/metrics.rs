@@ -8,7 +8,9 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Counters and histograms of reconciles.
@@ -41,16 +43,27 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let reconciles = IntCounterVec::new(
-            Opts::new("kamera_operator_reconciles_total", "Reconciles started, by kind."),
+            Opts::new(
+                "kamera_operator_reconciles_total",
+                "Reconciles started, by kind.",
+            ),
             &["kind"],
         )?;
         let failures = IntCounterVec::new(
-            Opts::new("kamera_operator_reconcile_errors_total", "Reconciles that failed, by kind and error."),
+            Opts::new(
+                "kamera_operator_reconcile_errors_total",
+                "Reconciles that failed, by kind and error.",
+            ),
             &["kind", "error"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("kamera_operator_reconcile_duration_seconds", "Duration of reconciles, by kind.")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "kamera_operator_reconcile_duration_seconds",
+                "Duration of reconciles, by kind.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["kind"],
         )?;
         registry.register(Box::new(reconciles.clone()))?;
@@ -94,13 +107,19 @@ impl Metrics {
 }
 
 /// Serves `/metrics` and `/healthz` on `addr` until `shutdown` fires.
-pub async fn serve(addr: SocketAddr, metrics: Metrics, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let app = Router::new()
         .route(
             "/metrics",
             get(move || {
                 let body = metrics.render();
-                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response() }
+                async move {
+                    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+                }
             }),
         )
         .route("/healthz", get(|| async { (StatusCode::OK, "ok") }));

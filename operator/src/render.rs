@@ -45,7 +45,10 @@ pub enum RenderError {
 }
 
 /// Parses Camera and FrameProcessor manifests (one or more YAML documents each).
-pub fn parse_manifests<K: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<Vec<K>, RenderError> {
+pub fn parse_manifests<K: serde::de::DeserializeOwned>(
+    what: &str,
+    text: &str,
+) -> Result<Vec<K>, RenderError> {
     serde_saphyr::from_multiple::<K>(text).map_err(|e| RenderError::Parse {
         what: what.to_string(),
         message: e.to_string(),
@@ -53,7 +56,11 @@ pub fn parse_manifests<K: serde::de::DeserializeOwned>(what: &str, text: &str) -
 }
 
 /// Every object the operator would apply for `camera`, as one multi-document YAML stream.
-pub fn render(camera: &Camera, processors: &[FrameProcessor], worker_image: &str) -> Result<String, RenderError> {
+pub fn render(
+    camera: &Camera,
+    processors: &[FrameProcessor],
+    worker_image: &str,
+) -> Result<String, RenderError> {
     let mut camera = camera.clone();
     if camera.metadata.namespace.is_none() {
         camera.metadata.namespace = Some("default".into());
@@ -73,8 +80,18 @@ pub fn render(camera: &Camera, processors: &[FrameProcessor], worker_image: &str
     let all: Vec<Arc<FrameProcessor>> = processors.into_iter().map(Arc::new).collect();
     let resolved = resolve_processors(&camera, &all);
     let scheduling = schedule(&camera.spec.worker, &resolved)?;
-    let key = camera.spec.ingest.stream_key_secret_ref.as_ref().map(|_| PLACEHOLDER_KEY);
-    let image = camera.spec.worker.image.clone().unwrap_or_else(|| worker_image.to_string());
+    let key = camera
+        .spec
+        .ingest
+        .stream_key_secret_ref
+        .as_ref()
+        .map(|_| PLACEHOLDER_KEY);
+    let image = camera
+        .spec
+        .worker
+        .image
+        .clone()
+        .unwrap_or_else(|| worker_image.to_string());
     let mut docs = Vec::new();
     if let Some(pvc) = build_pvc(&camera, &at) {
         docs.push(yaml(&pvc)?);

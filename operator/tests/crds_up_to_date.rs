@@ -27,7 +27,11 @@ fn crds_are_namespaced_with_status_short_names_and_columns() {
         assert_eq!(crd.spec.group, "kamera.dev");
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");
-        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        assert!(version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some());
         let columns: Vec<_> = version
             .additional_printer_columns
             .iter()
@@ -37,7 +41,10 @@ fn crds_are_namespaced_with_status_short_names_and_columns() {
         match crd.spec.names.kind.as_str() {
             "Camera" => {
                 assert_eq!(crd.spec.names.short_names, Some(vec!["cam".to_string()]));
-                assert_eq!(columns, ["Live", "Resolution", "FPS", "Processors", "Ready", "Age"]);
+                assert_eq!(
+                    columns,
+                    ["Live", "Resolution", "FPS", "Processors", "Ready", "Age"]
+                );
             }
             "FrameProcessor" => {
                 assert_eq!(crd.spec.names.short_names, Some(vec!["fp".to_string()]));

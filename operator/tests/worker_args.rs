@@ -25,7 +25,10 @@ fn default_camera_args_parse_with_pod_paths() {
     let config = parse("front-door", &CameraSpec::default(), false);
     assert_eq!(config.cameras, ["front-door"]);
     assert_eq!(config.data_dir.to_str(), Some("/data"));
-    assert_eq!(config.frame_socket().to_str(), Some("/var/run/kamera/frames.sock"));
+    assert_eq!(
+        config.frame_socket().to_str(),
+        Some("/var/run/kamera/frames.sock")
+    );
     assert_eq!(config.frames_dir().to_str(), Some("/var/run/kamera/frames"));
     assert_eq!(config.rtmp_listen.port(), 1935);
     assert_eq!(config.http_listen.port(), 8080);
@@ -50,7 +53,10 @@ fn every_camera_setting_reaches_the_worker() {
     let config = parse("lobby", &spec, true);
     assert_eq!(config.hls_part_duration, Duration::from_millis(250));
     assert_eq!(config.segment_duration, Duration::from_secs(5400));
-    assert_eq!(config.retention_max_age, Some(Duration::from_secs(7 * 86400)));
+    assert_eq!(
+        config.retention_max_age,
+        Some(Duration::from_secs(7 * 86400))
+    );
     assert_eq!(config.retention_max_size, Some(80 * 1024 * 1024 * 1024));
     assert_eq!(config.frame_fps, 0.5);
     assert_eq!(config.frame_quality, 90);
@@ -79,12 +85,20 @@ fn every_example_camera_builds_args_the_worker_accepts() {
         }
         let text = std::fs::read_to_string(&path).expect("readable example");
         let cameras: Vec<kamera_operator::crd::Camera> =
-            kamera_operator::render::parse_manifests(&path.display().to_string(), &text).expect("a Camera");
+            kamera_operator::render::parse_manifests(&path.display().to_string(), &text)
+                .expect("a Camera");
         for camera in cameras {
             let name = camera.metadata.name.clone().expect("named");
-            parse(&name, &camera.spec, camera.spec.ingest.stream_key_secret_ref.is_some());
+            parse(
+                &name,
+                &camera.spec,
+                camera.spec.ingest.stream_key_secret_ref.is_some(),
+            );
             seen += 1;
         }
     }
-    assert!(seen >= 4, "expected at least four example Cameras, found {seen}");
+    assert!(
+        seen >= 4,
+        "expected at least four example Cameras, found {seen}"
+    );
 }

@@ -226,7 +226,9 @@ fn default_quality() -> u8 {
 }
 
 /// Kind of Service in front of the worker.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum ServiceType {
     /// Reachable inside the cluster only.
     #[default]

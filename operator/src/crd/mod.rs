@@ -44,10 +44,7 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, CrdError> {
 
 /// All CRDs as one multi-document YAML stream.
 pub fn all_crds_yaml() -> Result<String, CrdError> {
-    let docs = crds()
-        .iter()
-        .map(crd_yaml)
-        .collect::<Result<Vec<_>, _>>()?;
+    let docs = crds().iter().map(crd_yaml).collect::<Result<Vec<_>, _>>()?;
     Ok(docs.join("---\n"))
 }
 

@@ -78,7 +78,9 @@ pub struct GpuSpec {
     pub count: u32,
     /// Extended resource name of the device plugin.
     #[serde(default = "default_gpu_resource")]
-    #[schemars(regex(pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$"))]
+    #[schemars(regex(
+        pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$"
+    ))]
     pub resource_name: String,
     /// Node labels the pod needs (merged into the pod's node selector).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

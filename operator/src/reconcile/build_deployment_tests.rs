@@ -1,0 +1,289 @@
+//! The worker Deployment for a Camera with a CPU and a GPU processor, field by field.
+
+use super::*;
+use crate::crd::processor::{FrameProcessorSpec, GpuSpec};
+use crate::reconcile::schedule::schedule;
+use crate::reconcile::test_camera;
+use k8s_openapi::api::core::v1::Toleration;
+
+fn cpu() -> ResolvedProcessor {
+    ResolvedProcessor {
+        name: "motion".into(),
+        spec: FrameProcessorSpec {
+            image: "motion:1".into(),
+            args: vec!["--threshold".into(), "0.02".into()],
+            env: vec![EnvVar {
+                name: "MODE".into(),
+                value: Some("fast".into()),
+                value_from: None,
+            }],
+            fps: 1.0,
+            max_in_flight: 2,
+            ..Default::default()
+        },
+        fps: 1.0,
+        note: None,
+    }
+}
+
+fn gpu() -> ResolvedProcessor {
+    ResolvedProcessor {
+        name: "yolo".into(),
+        spec: FrameProcessorSpec {
+            image: "yolo:1".into(),
+            fps: 1.0,
+            max_in_flight: 1,
+            gpu: Some(GpuSpec {
+                count: 2,
+                node_selector: BTreeMap::from([("gpu".to_string(), "l4".to_string())]),
+                tolerations: vec![Toleration {
+                    key: Some("nvidia.com/gpu".into()),
+                    operator: Some("Exists".into()),
+                    effect: Some("NoSchedule".into()),
+                    ..Default::default()
+                }],
+                runtime_class_name: Some("nvidia".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        fps: 1.0,
+        note: None,
+    }
+}
+
+fn build(camera: &Camera, processors: &[ResolvedProcessor], key: Option<&str>) -> Deployment {
+    let at = CameraRef::of(camera).expect("named");
+    let scheduling = schedule(&camera.spec.worker, processors).expect("no conflict");
+    build_deployment(&WorkerPod {
+        camera,
+        at: &at,
+        image: "kamera-worker:test",
+        processors,
+        scheduling: &scheduling,
+        publish_key: key,
+    })
+}
+
+fn pod(d: &Deployment) -> &PodSpec {
+    d.spec.template.spec.as_ref().expect("pod spec")
+}
+
+fn container<'a>(d: &'a Deployment, name: &str) -> &'a Container {
+    pod(d)
+        .containers
+        .iter()
+        .find(|c| c.name == name)
+        .expect("container")
+}
+
+fn env(c: &Container, name: &str) -> Option<String> {
+    c.env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.clone())
+}
+
+#[test]
+fn one_recreated_replica_owned_by_the_camera() {
+    let cam = test_camera("front-door");
+    let d = build(&cam, &[], None);
+    assert_eq!(d.metadata.name.as_deref(), Some("front-door"));
+    assert_eq!(d.spec.replicas, Some(1));
+    assert_eq!(
+        d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("Recreate")
+    );
+    assert_eq!(
+        d.spec.selector.match_labels,
+        Some(selector_labels("front-door"))
+    );
+    let owner = &d.metadata.owner_references.as_ref().expect("owned")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+        ("Camera", "front-door", "uid-front-door")
+    );
+    assert_eq!(
+        d.metadata.labels.as_ref().expect("labels")["app.kubernetes.io/managed-by"],
+        "kamera-operator"
+    );
+}
+
+#[test]
+fn suspend_scales_to_zero() {
+    let mut cam = test_camera("front-door");
+    cam.spec.suspend = true;
+    assert_eq!(build(&cam, &[], None).spec.replicas, Some(0));
+}
+
+#[test]
+fn worker_container_runs_the_spec_hardened_with_probes() {
+    let cam = test_camera("front-door");
+    let d = build(&cam, &[], None);
+    let w = container(&d, "worker");
+    assert_eq!(w.image.as_deref(), Some("kamera-worker:test"));
+    assert_eq!(w.command, Some(vec!["kamera-worker".to_string()]));
+    assert_eq!(w.args, Some(worker_args("front-door", &cam.spec, false)));
+    let ports: Vec<_> = w
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("rtmp".to_string(), 1935),
+            ("http-metrics".to_string(), 8080)
+        ]
+    );
+    let path = |p: &Option<Probe>| {
+        p.as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
+    };
+    assert_eq!(path(&w.readiness_probe).as_deref(), Some("/readyz"));
+    assert_eq!(path(&w.liveness_probe).as_deref(), Some("/healthz"));
+    let sc = w.security_context.as_ref().expect("security context");
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    let psc = pod(&d)
+        .security_context
+        .as_ref()
+        .expect("pod security context");
+    assert_eq!(psc.run_as_non_root, Some(true));
+}
+
+#[test]
+fn volumes_share_the_socket_dir_and_mount_recordings_at_data() {
+    let cam = test_camera("front-door");
+    let d = build(&cam, &[cpu()], None);
+    let volumes = pod(&d).volumes.as_ref().expect("volumes");
+    let data = volumes
+        .iter()
+        .find(|v| v.name == "data")
+        .expect("data volume");
+    assert_eq!(
+        data.persistent_volume_claim
+            .as_ref()
+            .map(|c| c.claim_name.as_str()),
+        Some("front-door-recordings")
+    );
+    assert!(volumes
+        .iter()
+        .any(|v| v.name == "shared" && v.empty_dir.is_some()));
+    for c in &pod(&d).containers {
+        let mounts: Vec<_> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+            .collect();
+        assert!(
+            mounts.contains(&("shared", "/var/run/kamera")),
+            "{} lacks the shared dir",
+            c.name
+        );
+    }
+    let worker_mounts: Vec<_> = container(&d, "worker")
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.clone())
+        .collect();
+    assert!(worker_mounts.contains(&"/data".to_string()));
+}
+
+#[test]
+fn recording_off_uses_an_empty_dir_for_data() {
+    let mut cam = test_camera("front-door");
+    cam.spec.recording.enabled = false;
+    let d = build(&cam, &[], None);
+    let data = pod(&d)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "data")
+        .expect("data volume");
+    assert!(data.empty_dir.is_some() && data.persistent_volume_claim.is_none());
+}
+
+#[test]
+fn each_processor_is_a_sidecar_with_its_settings_and_kamera_env() {
+    let cam = test_camera("lobby");
+    let d = build(&cam, &[cpu(), gpu()], None);
+    let names: Vec<_> = pod(&d).containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["worker", "processor-motion", "processor-yolo"]);
+    let m = container(&d, "processor-motion");
+    assert_eq!(m.image.as_deref(), Some("motion:1"));
+    assert_eq!(
+        m.args,
+        Some(vec!["--threshold".to_string(), "0.02".to_string()])
+    );
+    assert_eq!(env(m, "MODE").as_deref(), Some("fast"));
+    assert_eq!(
+        env(m, "KAMERA_SOCKET").as_deref(),
+        Some("/var/run/kamera/frames.sock")
+    );
+    assert_eq!(env(m, "KAMERA_CAMERA").as_deref(), Some("lobby"));
+    assert_eq!(env(m, "KAMERA_PROCESSOR").as_deref(), Some("motion"));
+    assert_eq!(env(m, "KAMERA_MAX_IN_FLIGHT").as_deref(), Some("2"));
+    assert_eq!(
+        m.resources, None,
+        "a CPU processor without resources gets none"
+    );
+}
+
+#[test]
+fn gpu_processor_adds_its_limit_selector_tolerations_and_runtime_class() {
+    let cam = test_camera("lobby");
+    let d = build(&cam, &[cpu(), gpu()], None);
+    let y = container(&d, "processor-yolo");
+    let limits = y
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .expect("limits");
+    assert_eq!(limits["nvidia.com/gpu"], Quantity("2".into()));
+    let spec = pod(&d);
+    assert_eq!(spec.node_selector.as_ref().expect("selector")["gpu"], "l4");
+    assert_eq!(spec.tolerations.as_ref().map(Vec::len), Some(1));
+    assert_eq!(spec.runtime_class_name.as_deref(), Some("nvidia"));
+}
+
+#[test]
+fn publish_key_is_mounted_and_its_change_rolls_the_pod() {
+    let cam = test_camera("front-door");
+    let a = build(&cam, &[], Some("one"));
+    let b = build(&cam, &[], Some("two"));
+    assert_ne!(deployment_config_hash(&a), deployment_config_hash(&b));
+    assert_eq!(
+        deployment_config_hash(&a),
+        deployment_config_hash(&build(&cam, &[], Some("one")))
+    );
+    let w = container(&a, "worker");
+    assert!(w.args.iter().flatten().any(|a| a == "--publish-key-file"));
+    let secret = pod(&a)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "publish-key")
+        .and_then(|v| v.secret.clone());
+    assert_eq!(
+        secret.and_then(|s| s.secret_name).as_deref(),
+        Some("front-door-publish-key")
+    );
+}
+
+#[test]
+fn a_processor_change_changes_the_config_hash() {
+    let cam = test_camera("lobby");
+    let before = build(&cam, &[cpu()], None);
+    let mut changed = cpu();
+    changed.spec.image = "motion:2".into();
+    assert_ne!(
+        deployment_config_hash(&before),
+        deployment_config_hash(&build(&cam, &[changed], None))
+    );
+}

@@ -65,8 +65,19 @@ mod tests {
         let spec = svc.spec.expect("spec");
         assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
         assert_eq!(spec.selector, Some(selector_labels("front-door")));
-        let ports: Vec<_> = spec.ports.expect("ports").iter().map(|p| (p.name.clone(), p.port, p.node_port)).collect();
-        assert_eq!(ports, [(Some("rtmp".into()), 1935, None), (Some("http".into()), 8080, None)]);
+        let ports: Vec<_> = spec
+            .ports
+            .expect("ports")
+            .iter()
+            .map(|p| (p.name.clone(), p.port, p.node_port))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (Some("rtmp".into()), 1935, None),
+                (Some("http".into()), 8080, None)
+            ]
+        );
     }
 
     #[test]
@@ -74,9 +85,15 @@ mod tests {
         let mut cam = test_camera("front-door");
         cam.spec.service.type_ = ServiceType::LoadBalancer;
         cam.spec.service.rtmp_node_port = Some(31935);
-        cam.spec.service.annotations.insert("lb.example/internal".into(), "true".into());
+        cam.spec
+            .service
+            .annotations
+            .insert("lb.example/internal".into(), "true".into());
         let svc = build_service(&cam, &CameraRef::of(&cam).expect("named"));
-        assert_eq!(svc.metadata.annotations.expect("annotations")["lb.example/internal"], "true");
+        assert_eq!(
+            svc.metadata.annotations.expect("annotations")["lb.example/internal"],
+            "true"
+        );
         let spec = svc.spec.expect("spec");
         assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
         assert_eq!(spec.ports.expect("ports")[0].node_port, Some(31935));

@@ -77,7 +77,11 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         Err(conflict) => {
             let message = format!("processors cannot share one pod: {conflict}");
             warn!(camera = %at.name, namespace = %at.namespace, %message, "scheduling conflict");
-            let mut conditions = vec![Cond::no(PROCESSORS_READY, "SchedulingConflict", message.clone())];
+            let mut conditions = vec![Cond::no(
+                PROCESSORS_READY,
+                "SchedulingConflict",
+                message.clone(),
+            )];
             conditions.extend(keep(&previous, READY));
             return Ok(Outcome {
                 status: previous.clone(),
@@ -143,11 +147,19 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         .unwrap_or(0)
         >= 1;
     let ready = if camera.spec.suspend {
-        Cond::no(READY, "Suspended", "the worker is scaled to zero (spec.suspend)")
+        Cond::no(
+            READY,
+            "Suspended",
+            "the worker is scaled to zero (spec.suspend)",
+        )
     } else if available {
         Cond::yes(READY, "WorkerAvailable", "the worker is running")
     } else {
-        Cond::no(READY, "WorkerStarting", "waiting for the worker pod to become ready")
+        Cond::no(
+            READY,
+            "WorkerStarting",
+            "waiting for the worker pod to become ready",
+        )
     };
     let attached = attached(&processors, available);
     let processors_ready = Cond::yes(
@@ -180,10 +192,16 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
     let mut events = Vec::new();
     if previous.config_hash.is_none() {
         info!(camera = %at.name, namespace = %at.namespace, "created worker");
-        events.push(normal("Created", "created the worker Deployment, Service and recordings claim"));
+        events.push(normal(
+            "Created",
+            "created the worker Deployment, Service and recordings claim",
+        ));
     } else if previous.config_hash != config_hash {
         let names: Vec<&str> = processors.iter().map(|p| p.name.as_str()).collect();
-        let message = format!("updated the worker pod (processors: [{}])", names.join(", "));
+        let message = format!(
+            "updated the worker pod (processors: [{}])",
+            names.join(", ")
+        );
         info!(camera = %at.name, namespace = %at.namespace, %message, "updated worker");
         events.push(normal("Updated", &message));
     }
@@ -196,7 +214,12 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
 }
 
 /// Publishes the events, then writes the status if anything in it changed.
-async fn finish(camera: &Camera, at: &CameraRef, ctx: &Context, outcome: Outcome) -> Result<Action, Error> {
+async fn finish(
+    camera: &Camera,
+    at: &CameraRef,
+    ctx: &Context,
+    outcome: Outcome,
+) -> Result<Action, Error> {
     let reference = camera.object_ref(&());
     for event in &outcome.events {
         ctx.recorder
@@ -250,7 +273,11 @@ where
     let name = object.name_any();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &at.namespace);
     match api
-        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
         .await
     {
         Ok(applied) => Ok(applied),
@@ -289,14 +316,21 @@ fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
 }
 
 /// The stream key from the referenced Secret; `None` when the Secret or its key is missing.
-async fn read_stream_key(ctx: &Context, at: &CameraRef, reference: &SecretKeyRef) -> Result<Option<String>, Error> {
+async fn read_stream_key(
+    ctx: &Context,
+    at: &CameraRef,
+    reference: &SecretKeyRef,
+) -> Result<Option<String>, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
-    let secret = api.get_opt(&reference.name).await.map_err(|source| Error::Secret {
-        camera: at.name.clone(),
-        namespace: at.namespace.clone(),
-        name: reference.name.clone(),
-        source,
-    })?;
+    let secret = api
+        .get_opt(&reference.name)
+        .await
+        .map_err(|source| Error::Secret {
+            camera: at.name.clone(),
+            namespace: at.namespace.clone(),
+            name: reference.name.clone(),
+            source,
+        })?;
     Ok(secret
         .and_then(|s| s.data)
         .and_then(|data| data.get(&reference.key).cloned())

@@ -50,7 +50,10 @@ pub fn processor_container_name(processor: &str) -> String {
 /// Labels that select a camera's worker pods; never change them (Deployment selectors are immutable).
 pub fn selector_labels(camera: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "kamera-worker".to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "kamera-worker".to_string(),
+        ),
         (CAMERA_LABEL.to_string(), camera.to_string()),
     ])
 }

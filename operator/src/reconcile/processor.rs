@@ -31,29 +31,48 @@ pub fn matched_cameras(processor: &FrameProcessor, cameras: &[Arc<Camera>]) -> V
 }
 
 /// The status a processor should have, given the Cameras it selects.
-pub fn processor_status(processor: &FrameProcessor, matched: Vec<String>, now: Timestamp) -> FrameProcessorStatus {
+pub fn processor_status(
+    processor: &FrameProcessor,
+    matched: Vec<String>,
+    now: Timestamp,
+) -> FrameProcessorStatus {
     let ready = if let Some(error) = selector_error(&processor.spec.camera_selector) {
         Cond::no(READY, "InvalidSelector", format!("cameraSelector: {error}"))
     } else if processor.spec.image.trim().is_empty() {
         Cond::no(READY, "InvalidSpec", "image is empty")
     } else if matched.is_empty() {
-        Cond::yes(READY, "NoCameras", "no Camera in the namespace matches cameraSelector")
+        Cond::yes(
+            READY,
+            "NoCameras",
+            "no Camera in the namespace matches cameraSelector",
+        )
     } else {
-        Cond::yes(READY, "Selected", format!("attached to {} camera(s)", matched.len()))
+        Cond::yes(
+            READY,
+            "Selected",
+            format!("attached to {} camera(s)", matched.len()),
+        )
     };
     let previous = processor.status.clone().unwrap_or_default();
     FrameProcessorStatus {
         observed_generation: processor.metadata.generation,
         matched_camera_count: i32::try_from(matched.len()).unwrap_or(i32::MAX),
         matched_cameras: matched,
-        conditions: settle_conditions(&previous.conditions, &[ready], processor.metadata.generation, now),
+        conditions: settle_conditions(
+            &previous.conditions,
+            &[ready],
+            processor.metadata.generation,
+            now,
+        ),
     }
 }
 
 /// Reconciles one FrameProcessor: writes `matchedCameras` and `Ready` when they change.
 pub async fn reconcile(processor: Arc<FrameProcessor>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_timer("frameprocessor");
-    let name = processor.meta().name.clone().ok_or(Error::Unnamed { kind: "FrameProcessor" })?;
+    let name = processor.meta().name.clone().ok_or(Error::Unnamed {
+        kind: "FrameProcessor",
+    })?;
     let namespace = processor.namespace().unwrap_or_else(|| "default".into());
     let matched = matched_cameras(&processor, &ctx.cameras.state());
     let status = processor_status(&processor, matched, Timestamp::now());
@@ -87,9 +106,16 @@ mod tests {
         let mut lobby = test_camera("lobby");
         lobby.metadata.labels = Some([("zone".to_string(), "lobby".to_string())].into());
         let yard = test_camera("yard");
-        let mut fp = FrameProcessor::new("yolo", FrameProcessorSpec { image: "img".into(), ..Default::default() });
+        let mut fp = FrameProcessor::new(
+            "yolo",
+            FrameProcessorSpec {
+                image: "img".into(),
+                ..Default::default()
+            },
+        );
         fp.metadata.namespace = Some("cams".into());
-        fp.spec.camera_selector.match_labels = Some([("zone".to_string(), "lobby".to_string())].into());
+        fp.spec.camera_selector.match_labels =
+            Some([("zone".to_string(), "lobby".to_string())].into());
         let matched = matched_cameras(&fp, &[Arc::new(lobby), Arc::new(yard)]);
         assert_eq!(matched, ["lobby"]);
         let now = Timestamp::from_second(1).expect("valid");

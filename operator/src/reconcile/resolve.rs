@@ -119,16 +119,29 @@ mod tests {
     #[test]
     fn empty_selector_selects_every_camera_of_the_namespace_only() {
         let cam = camera(&[]);
-        let all = [processor("b", "cams", &[]), processor("a", "cams", &[]), processor("x", "other", &[])];
-        let names: Vec<_> = resolve_processors(&cam, &all).into_iter().map(|p| p.name).collect();
+        let all = [
+            processor("b", "cams", &[]),
+            processor("a", "cams", &[]),
+            processor("x", "other", &[]),
+        ];
+        let names: Vec<_> = resolve_processors(&cam, &all)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
         assert_eq!(names, ["a", "b"]);
     }
 
     #[test]
     fn label_selectors_pick_matching_cameras() {
         let cam = camera(&[("zone", "lobby")]);
-        let all = [processor("lobby", "cams", &[("zone", "lobby")]), processor("yard", "cams", &[("zone", "yard")])];
-        let names: Vec<_> = resolve_processors(&cam, &all).into_iter().map(|p| p.name).collect();
+        let all = [
+            processor("lobby", "cams", &[("zone", "lobby")]),
+            processor("yard", "cams", &[("zone", "yard")]),
+        ];
+        let names: Vec<_> = resolve_processors(&cam, &all)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
         assert_eq!(names, ["lobby"]);
     }
 

@@ -127,13 +127,20 @@ mod tests {
     use super::*;
     use crate::crd::processor::{FrameProcessorSpec, GpuSpec};
 
-    fn gpu_processor(name: &str, selector: &[(&str, &str)], runtime: Option<&str>) -> ResolvedProcessor {
+    fn gpu_processor(
+        name: &str,
+        selector: &[(&str, &str)],
+        runtime: Option<&str>,
+    ) -> ResolvedProcessor {
         ResolvedProcessor {
             name: name.into(),
             spec: FrameProcessorSpec {
                 image: "img".into(),
                 gpu: Some(GpuSpec {
-                    node_selector: selector.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                    node_selector: selector
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
                     tolerations: vec![Toleration {
                         key: Some("nvidia.com/gpu".into()),
                         operator: Some("Exists".into()),
@@ -188,7 +195,8 @@ mod tests {
             node_selector: BTreeMap::from([("gpu".to_string(), "none".to_string())]),
             ..Default::default()
         };
-        let err = schedule(&worker, &[gpu_processor("a", &[("gpu", "l4")], None)]).expect_err("conflict");
+        let err =
+            schedule(&worker, &[gpu_processor("a", &[("gpu", "l4")], None)]).expect_err("conflict");
         assert!(err.to_string().contains("camera wants \"none\""), "{err}");
     }
 

@@ -86,10 +86,25 @@ mod tests {
     fn transition_time_is_kept_while_the_status_holds() {
         let t0 = Timestamp::from_second(1_000).expect("valid");
         let t1 = Timestamp::from_second(2_000).expect("valid");
-        let first = settle_conditions(&[], &[Cond::yes(READY, "WorkerAvailable", "up")], Some(1), t0);
-        let again = settle_conditions(&first, &[Cond::yes(READY, "WorkerAvailable", "up")], Some(1), t1);
+        let first = settle_conditions(
+            &[],
+            &[Cond::yes(READY, "WorkerAvailable", "up")],
+            Some(1),
+            t0,
+        );
+        let again = settle_conditions(
+            &first,
+            &[Cond::yes(READY, "WorkerAvailable", "up")],
+            Some(1),
+            t1,
+        );
         assert_eq!(first, again);
-        let flipped = settle_conditions(&again, &[Cond::no(READY, "WorkerStarting", "down")], Some(1), t1);
+        let flipped = settle_conditions(
+            &again,
+            &[Cond::no(READY, "WorkerStarting", "down")],
+            Some(1),
+            t1,
+        );
         assert_eq!(flipped[0].last_transition_time, Time(t1));
         assert_eq!(flipped[0].status, "False");
     }

@@ -71,7 +71,10 @@ mod tests {
         let args = worker_args("front-door", &CameraSpec::default(), false);
         let p = pairs(&args);
         assert!(p.contains(&("--camera".into(), "front-door".into())));
-        assert!(p.contains(&("--frame-socket".into(), "/var/run/kamera/frames.sock".into())));
+        assert!(p.contains(&(
+            "--frame-socket".into(),
+            "/var/run/kamera/frames.sock".into()
+        )));
         assert!(p.contains(&("--frames-dir".into(), "/var/run/kamera/frames".into())));
         assert!(p.contains(&("--data-dir".into(), "/data".into())));
         assert!(p.contains(&("--frame-fps".into(), "1".into())));
