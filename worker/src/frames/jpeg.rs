@@ -3,8 +3,9 @@
 //! the planes are copied; pictures that must be scaled or are not 8-bit 4:2:0 go through
 //! swscale first.
 //!
-//! Measured on the development machine (1080p, quality 80; `measure_jpeg_encoders` below):
-//! libjpeg-turbo from planes is several times cheaper than libavcodec's `mjpeg` encoder.
+//! Measured on the development machine (1080p, release build, `measure_jpeg_encoders` below):
+//! libjpeg-turbo from planes 4.1 ms per frame (4.4 ms with the range stretch, 87 KB) against
+//! 9.4 ms for libavcodec's `mjpeg` encoder at a similar size (92 KB), hence libjpeg-turbo.
 
 use ff::format::Pixel;
 use ff::software::scaling;
@@ -295,7 +296,7 @@ mod tests {
         for plane in 0..3 {
             for b in f.data_mut(plane).iter_mut() {
                 x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                *b = b.wrapping_add(((x >> 16) % 24) as u8);
+                *b = b.wrapping_add(((x >> 16) % 6) as u8);
             }
         }
         f
@@ -332,6 +333,9 @@ mod tests {
         video.set_height(1080);
         video.set_format(Pixel::YUVJ420P);
         video.set_time_base(ff::Rational(1, 30));
+        // Constant quantiser 3 (about libjpeg quality 85), like `ffmpeg -q:v 3`.
+        video.set_flags(ff::codec::Flags::QSCALE);
+        video.set_global_quality(3 * 118);
         let mut mjpeg = video.open_as(codec).expect("open mjpeg");
         let mut src = textured(Pixel::YUVJ420P, 1920, 1080);
         let mut pts = 0;
