@@ -112,6 +112,7 @@ impl ApiServerVerifier {
                     (&expect.method, expect.path.as_str()),
                     "unexpected request"
                 );
+                rbac::assert_permitted(&method, &path, &query);
                 let bytes = request
                     .into_body()
                     .collect_bytes()
@@ -184,5 +185,113 @@ impl Context {
             },
         };
         (Arc::new(ctx), ApiServerVerifier(handle))
+    }
+}
+
+/// Every request the operator makes in these tests must be allowed by the chart's RBAC table
+/// (`charts/kamera/files/rbac.yaml`), the one list the chart renders its roles from.
+pub mod rbac {
+    use http::Method;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct Rule {
+        #[serde(rename = "apiGroups")]
+        api_groups: Vec<String>,
+        resources: Vec<String>,
+        verbs: Vec<String>,
+    }
+
+    #[derive(Deserialize)]
+    struct Table {
+        watched: Vec<Rule>,
+        #[serde(rename = "leaderElection")]
+        leader_election: Vec<Rule>,
+    }
+
+    const TABLE: &str = include_str!("../../charts/kamera/files/rbac.yaml");
+
+    /// (API group, resource[/subresource], verb) of a request to the Kubernetes API.
+    pub fn request_rule(method: &Method, path: &str, query: &str) -> (String, String, String) {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, rest) = match parts.as_slice() {
+            ["api", _version, rest @ ..] => (String::new(), rest),
+            ["apis", group, _version, rest @ ..] => ((*group).to_string(), rest),
+            _ => panic!("not a Kubernetes API path: {path}"),
+        };
+        let rest = match rest {
+            ["namespaces", _ns, rest @ ..] if !rest.is_empty() => rest,
+            other => other,
+        };
+        let (resource, named) = match rest {
+            [resource] => ((*resource).to_string(), false),
+            [resource, _name] => ((*resource).to_string(), true),
+            [resource, _name, sub] => (format!("{resource}/{sub}"), true),
+            _ => panic!("unexpected API path {path}"),
+        };
+        let verb = match (method.as_str(), named) {
+            ("GET", true) => "get",
+            ("GET", false) if query.contains("watch=true") => "watch",
+            ("GET", false) => "list",
+            ("POST", _) => "create",
+            ("PUT", _) => "update",
+            ("PATCH", _) => "patch",
+            ("DELETE", true) => "delete",
+            ("DELETE", false) => "deletecollection",
+            (other, _) => panic!("unexpected method {other}"),
+        };
+        (group, resource, verb.to_string())
+    }
+
+    pub fn assert_permitted(method: &Method, path: &str, query: &str) {
+        let table: Table =
+            serde_saphyr::from_str(TABLE).expect("charts/kamera/files/rbac.yaml parses");
+        let (group, resource, verb) = request_rule(method, path, query);
+        let allowed = table.watched.iter().chain(&table.leader_election).any(|r| {
+            r.api_groups.contains(&group)
+                && r.resources.contains(&resource)
+                && r.verbs.contains(&verb)
+        });
+        assert!(
+            allowed,
+            "{method} {path} needs {verb} on {group:?}/{resource}, which charts/kamera/files/rbac.yaml does not grant"
+        );
+    }
+
+    #[test]
+    fn request_paths_map_to_rbac_rules() {
+        let rule = |m: Method, p: &str, q: &str| request_rule(&m, p, q);
+        assert_eq!(
+            rule(
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/cams/deployments/front-door",
+                ""
+            ),
+            ("apps".into(), "deployments".into(), "patch".into())
+        );
+        assert_eq!(
+            rule(
+                Method::PATCH,
+                "/apis/kamera.dev/v1alpha1/namespaces/cams/cameras/a/status",
+                ""
+            ),
+            ("kamera.dev".into(), "cameras/status".into(), "patch".into())
+        );
+        assert_eq!(
+            rule(
+                Method::GET,
+                "/api/v1/secrets",
+                "watch=true&resourceVersion=1"
+            ),
+            (String::new(), "secrets".into(), "watch".into())
+        );
+        assert_eq!(
+            rule(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/cams/events",
+                ""
+            ),
+            ("events.k8s.io".into(), "events".into(), "create".into())
+        );
     }
 }
