@@ -270,6 +270,39 @@ fn kill9_leaves_a_playable_file_that_is_recovered_on_restart() {
 }
 
 #[test]
+fn sigterm_closes_the_open_file() {
+    let clip = default_clip();
+    let mut w = Worker::start(&[]);
+    let _publisher = Publisher::start(&clip, &w.rtmp_url("cam"));
+    w.wait_live("cam", Duration::from_secs(20));
+    wait_for("two fragments on disk", Duration::from_secs(20), || {
+        (w.metric(r#"kamera_recording_bytes_total{camera="cam"}"#)? > 150_000.0).then_some(())
+    });
+    let ingested = w
+        .metric(r#"kamera_ingest_frames_total{camera="cam",track="video"}"#)
+        .unwrap();
+    let status = w.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "worker did not exit cleanly: {status:?}"
+    );
+    let all = files(&w.data_dir, "cam");
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(
+        !is_part(&all[0]),
+        "the file was left open: {}",
+        all[0].display()
+    );
+    assert_eq!(decode_errors(&all[0]), "");
+    // Everything up to the signal is in the file (the fragmenter is flushed on close).
+    let recorded = packets(&all[0], "v").len() as f64;
+    assert!(
+        recorded >= ingested - f64::from(clip.gop),
+        "recorded {recorded} of {ingested} frames"
+    );
+}
+
+#[test]
 fn retention_deletes_the_oldest_files_and_never_the_open_one() {
     let clip = default_clip();
     // ~2 s files of ~1.1 Mbit/s: about 280 kB each; keep about three.

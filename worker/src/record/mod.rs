@@ -17,7 +17,7 @@ pub mod writer;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -107,6 +107,9 @@ pub struct Shared {
     cameras: Mutex<HashMap<String, CameraState>>,
     /// Wakes the maintenance task (a file closed, or the disk ran low).
     retention_wake: Notify,
+    /// Set once leftover `.part` files are recovered: recorders open no file before, so
+    /// recovery can never mistake a new file for a leftover.
+    recovered: (Mutex<bool>, Condvar),
 }
 
 impl Shared {
@@ -127,6 +130,19 @@ impl Shared {
 
     fn open_files(&self) -> HashSet<PathBuf> {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_recovered(&self) {
+        let (lock, cvar) = &self.recovered;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cvar.notify_all();
+    }
+
+    /// Blocks (recorder threads only) until recovery is done, or `timeout` passes.
+    fn wait_recovered(&self, timeout: Duration) {
+        let (lock, cvar) = &self.recovered;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = cvar.wait_timeout_while(guard, timeout, |done| !*done);
     }
 
     fn has_open_file(&self, camera: &str) -> bool {
@@ -162,6 +178,7 @@ impl Recording {
                 open: Mutex::new(HashSet::new()),
                 cameras: Mutex::new(HashMap::new()),
                 retention_wake: Notify::new(),
+                recovered: (Mutex::new(false), Condvar::new()),
             }),
         })
     }
@@ -174,7 +191,9 @@ impl Recording {
             if let Err(e) = std::fs::create_dir_all(&shared.settings.root) {
                 warn!(dir = %shared.settings.root.display(), error = %e, "cannot create the recordings directory");
             }
-            catalog::recover(&shared.settings.root, &shared.open_files())
+            let recovered = catalog::recover(&shared.settings.root, &shared.open_files());
+            shared.set_recovered();
+            recovered
         });
         if let Ok(recovered) = recover.await {
             if !recovered.is_empty() {

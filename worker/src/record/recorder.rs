@@ -31,8 +31,13 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 /// is re-anchored when a file is cut, so file names stay true.
 const MAX_CLOCK_DRIFT_MS: i64 = 2_000;
 
+/// Longest wait for start-up recovery before recording anyway (events queue in the hub's
+/// ring meanwhile; recovery takes milliseconds).
+const RECOVERY_WAIT: Duration = Duration::from_secs(10);
+
 /// Reads `sub` until the hub closes or `shutdown` is cancelled, then closes the open file.
 pub fn run(camera: String, mut sub: Subscriber, shared: Arc<Shared>, shutdown: CancellationToken) {
+    shared.wait_recovered(RECOVERY_WAIT);
     let mut r = Recorder::new(camera, shared);
     while !shutdown.is_cancelled() {
         let Some(event) = sub.blocking_recv() else {
