@@ -360,16 +360,9 @@ impl Subscriber {
             if let Some(ev) = self.backlog.pop_front() {
                 return Some(ev);
             }
-            let item = match self.rx.recv().await {
-                Ok(item) => item,
-                Err(broadcast::error::RecvError::Lagged(dropped)) => {
-                    self.resync = true;
-                    return Some(Event::Gap { dropped });
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            };
-            if let Some(ev) = self.accept(item) {
-                return Some(ev);
+            let received = self.rx.recv().await;
+            if let Some(outcome) = self.on_received(received) {
+                return outcome;
             }
         }
     }
@@ -380,17 +373,25 @@ impl Subscriber {
             if let Some(ev) = self.backlog.pop_front() {
                 return Some(ev);
             }
-            let item = match self.rx.blocking_recv() {
-                Ok(item) => item,
-                Err(broadcast::error::RecvError::Lagged(dropped)) => {
-                    self.resync = true;
-                    return Some(Event::Gap { dropped });
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            };
-            if let Some(ev) = self.accept(item) {
-                return Some(ev);
+            let received = self.rx.blocking_recv();
+            if let Some(outcome) = self.on_received(received) {
+                return outcome;
             }
+        }
+    }
+
+    /// What to return for one ring read: `None` to read again (a filtered frame).
+    fn on_received(
+        &mut self,
+        received: Result<Item, broadcast::error::RecvError>,
+    ) -> Option<Option<Event>> {
+        match received {
+            Ok(item) => self.accept(item).map(Some),
+            Err(broadcast::error::RecvError::Lagged(dropped)) => {
+                self.resync = true;
+                Some(Some(Event::Gap { dropped }))
+            }
+            Err(broadcast::error::RecvError::Closed) => Some(None),
         }
     }
 
