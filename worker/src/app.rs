@@ -48,11 +48,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let rtmp_addr = rtmp.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
+    let mut tasks = JoinSet::new();
     // Consumer stages, each attached to every camera (LL-HLS, recording, frames).
     let mut stages: Vec<Arc<dyn Stage>> = Vec::with_capacity(3);
     stages.push(crate::frames::FramesStage::start(
         &config,
         &metrics.registry,
+        &mut tasks,
         shutdown.child_token(),
     )?);
     stages.push(Arc::new(crate::hls::HlsStage::new(
@@ -64,6 +66,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         stages.push(crate::record::Recording::start(
             &config,
             &metrics.registry,
+            &mut tasks,
             shutdown.child_token(),
         )?);
     }
@@ -79,7 +82,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     let router = http::finish(router);
 
-    let mut tasks = JoinSet::new();
     let ingest = Arc::new(IngestContext {
         hub: hub.clone(),
         policy,

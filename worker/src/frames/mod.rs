@@ -146,6 +146,7 @@ impl FramesStage {
     pub fn start(
         config: &Config,
         registry: &prometheus::Registry,
+        tasks: &mut JoinSet<()>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, FramesError> {
         let frames_dir = config.frames_dir();
@@ -169,8 +170,9 @@ impl FramesStage {
             worker: format!("kamera-worker/{}", env!("CARGO_PKG_VERSION")),
             fps: config.frame_fps,
         };
-        // Owned by `shutdown`: it says goodbye to processors and removes the socket on cancel.
-        tokio::spawn(socket::serve(
+        // Stops with `shutdown`: it says goodbye to processors and removes the socket; the app
+        // joins it before exiting.
+        tasks.spawn(socket::serve(
             listener,
             socket_path,
             dispatcher.clone(),

@@ -162,11 +162,12 @@ impl Recording {
     pub fn start(
         config: &Config,
         registry: &prometheus::Registry,
+        tasks: &mut JoinSet<()>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, prometheus::Error> {
         let metrics = RecordingMetrics::register(registry)?;
         let recording = Self::with_settings(Settings::from_config(config), metrics);
-        tokio::spawn(recording.clone().maintain(shutdown));
+        tasks.spawn(recording.clone().maintain(shutdown));
         Ok(recording)
     }
 
