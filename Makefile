@@ -5,9 +5,10 @@ SHELL := /bin/bash
 .PHONY: setup run test build bench clean
 
 setup:
-	@bash scripts/setup.sh
+	@bash scripts/setup.sh test
 
-build: setup
+build:
+	@bash scripts/setup.sh run
 	cargo build --release -p kamera-worker
 
 run: build

@@ -3,6 +3,9 @@
 # Idempotent: every step checks first and does nothing when the tool is already there.
 set -euo pipefail
 
+# `run` installs what running Kamera needs; `test` (the default) also the test tools.
+export KAMERA_SETUP_FOR="${1:-test}"
+
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
 debian_packages=(

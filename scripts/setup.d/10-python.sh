@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A project-local Python environment (.venv) with the packages tests use (requirements-dev.txt).
 set -euo pipefail
+[ "${KAMERA_SETUP_FOR:-test}" = run ] && exit 0  # test tools only
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/.venv"
 req="$root/requirements-dev.txt"

