@@ -137,7 +137,9 @@ def main() -> None:
     def _terminate(signum: int, _frame: object) -> None:
         _stop.set()
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    # Both handled explicitly: a program started in the background inherits SIGINT ignored,
+    # and Ctrl-C must still stop it (and the worker it started).
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         kamera.run(
             _callback,
@@ -149,7 +151,8 @@ def main() -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if worker is not None:
             log.info("stopping the Kamera worker")
             _stop_worker(worker)

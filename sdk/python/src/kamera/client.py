@@ -210,7 +210,7 @@ def run(
     callback: Callback,
     cameras: Iterable[str] = ("*",),
     socket: Union[str, Path, None] = None,
-    concurrency: int = 1,
+    concurrency: Optional[int] = None,
     fps: Optional[float] = None,
     processor: Optional[str] = None,
     *,
@@ -223,7 +223,9 @@ def run(
     - ``socket``: the worker's frame socket (default: :func:`default_socket`).
     - ``concurrency`` (alias ``workers``): callbacks running at once per camera, in a thread
       pool when above 1.
-    - ``fps``: frames per second wanted (at most the worker's rate; default: all of them).
+    - ``fps``: frames per second wanted (at most the worker's rate; default: ``$KAMERA_FPS``,
+      set by the operator from the FrameProcessor, else all of them).
+    - ``concurrency`` defaults to ``$KAMERA_MAX_IN_FLIGHT`` (the FrameProcessor's ``maxInFlight``), else 1.
     - ``processor``: the name shown in metrics (default ``$KAMERA_PROCESSOR`` or the script).
 
     The callback returns ``None``, a list of detections, or a dict (see
@@ -233,7 +235,11 @@ def run(
     """
     if workers is not None:
         concurrency = workers
+    if concurrency is None:
+        concurrency = int(os.environ.get("KAMERA_MAX_IN_FLIGHT", "1") or 1)
     concurrency = max(1, min(int(concurrency), 64))
+    if fps is None and os.environ.get("KAMERA_FPS"):
+        fps = float(os.environ["KAMERA_FPS"])
     stop = stop or threading.Event()
     path = Path(socket) if socket is not None else default_socket()
     name = (processor or _default_name())[:64]
