@@ -130,6 +130,26 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread group of one process (thread names with camera names and
+    numbers folded, e.g. `rec-cam03` → `rec-*`, `tokio-runtime-w` stays)."""
+    groups: dict[str, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return groups
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        name = re.sub(r"cam\d+", "*", name)
+        fields = stat.rsplit(")", 1)[1].split()
+        groups[name] = groups.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return groups
+
+
 def memory(pid: int) -> tuple[int, int]:
     """(RSS, PSS) in bytes."""
     rss = pss = 0
@@ -465,6 +485,7 @@ def measure(system_name: str, resolution: str, n: int, duration: float, warmup: 
         cpu0 = {p: cpu_seconds(p) or 0.0 for p in pids0}
         media0 = [p.media_seconds() or 0.0 for p in publishers]
         prog0 = {c: system.progress(c) for c in cameras}
+        threads0 = {p: thread_cpu(p) for p in system.roots()} if isinstance(system, Kamera) else {}
         t0 = time.time()
         time.sleep(duration)
         wall = time.time() - t0
@@ -475,6 +496,14 @@ def measure(system_name: str, resolution: str, n: int, duration: float, warmup: 
         prog1 = {c: system.progress(c) for c in cameras}
         extra = {}
         if isinstance(system, Kamera):
+            # Where the worker's time goes, by thread group (cores per camera).
+            by_thread: dict[str, float] = {}
+            for p, before in threads0.items():
+                for name, secs in thread_cpu(p).items():
+                    by_thread[name] = by_thread.get(name, 0.0) + secs - before.get(name, 0.0)
+            extra["threads_cores_per_camera"] = {
+                k: round(v / wall / n, 4) for k, v in sorted(by_thread.items(), key=lambda kv: -kv[1]) if v > 0
+            }
             metrics = system.metrics()
             for label, name in (("part_delay", "kamera_hls_part_delay_seconds"),
                                 ("frame_extract", "kamera_frame_extract_seconds")):
@@ -572,9 +601,13 @@ def report(runs: list[Run], args: argparse.Namespace, started: str) -> str:
     if kx:
         lines += ["## Kamera's own figures", ""]
         for r in kx:
-            figures = ", ".join(f"{k}={v}" for k, v in r.extra.items() if k != "version")
+            figures = ", ".join(f"{k}={v}" for k, v in r.extra.items() if k not in ("version", "threads_cores_per_camera"))
             if figures:
                 lines.append(f"- {r.resolution} N={r.n}: {figures}")
+            threads = r.extra.get("threads_cores_per_camera")
+            if threads:
+                top = ", ".join(f"`{k}` {v:.4f}" for k, v in list(threads.items())[:6])
+                lines.append(f"  - cores per camera by worker thread: {top}")
         lines.append("")
     return "\n".join(lines)
 
