@@ -307,3 +307,57 @@ fn real_clip_fragments_decode_with_ffprobe() {
         String::from_utf8_lossy(&decode.stderr)
     );
 }
+
+/// The video track's (start, end) in ticks of one fragment: `tfdt` and `tfdt` + the sample durations.
+fn video_span(fragment: &Fragment) -> (u64, u64) {
+    let (moof, _, _) = parse(fragment);
+    let traf = moof
+        .traf
+        .iter()
+        .find(|t| t.tfhd.track_id == VIDEO_TRACK_ID)
+        .expect("video traf");
+    let start = traf.tfdt.as_ref().expect("tfdt").base_media_decode_time;
+    let ticks: u64 = traf.trun[0]
+        .samples
+        .iter()
+        .map(|e| u64::from(e.duration.expect("sample duration")))
+        .sum();
+    (start, start + ticks)
+}
+
+#[test]
+fn a_cut_at_a_keyframe_after_a_timestamp_jump_joins_exactly() {
+    // A looping publisher's clock jumps a few milliseconds at the loop, right at a keyframe:
+    // the fragment before the cut must end exactly where the next one begins, so that files
+    // cut there (recording) or segments (LL-HLS) have neither gap nor overlap.
+    let clip = clip();
+    let cut_at = (0..clip.frames.len())
+        .filter(|&i| clip.frames[i].track == Track::Video && clip.frames[i].keyframe)
+        .nth(1)
+        .expect("a second keyframe");
+    let cut_dts = clip.frames[cut_at].dts;
+    let mut f = Fragmenter::new(clip.info.clone()).expect("fragmenter");
+    let mut before_cut = None;
+    let mut after_cut = None;
+    for (i, frame) in clip.frames.iter().enumerate() {
+        let mut frame = frame.clone();
+        if frame.dts >= cut_dts {
+            frame.dts += 9;
+            frame.pts += 9;
+        }
+        f.push(&frame);
+        if frame.track == Track::Video && frame.keyframe {
+            if let Some(frag) = f.fragment() {
+                if i == cut_at {
+                    before_cut = Some(frag);
+                } else if before_cut.is_some() && after_cut.is_none() {
+                    after_cut = Some(frag);
+                }
+            }
+        }
+    }
+    let (_, end) = video_span(&before_cut.expect("a fragment before the cut"));
+    let (start, _) = video_span(&after_cut.expect("a fragment after the cut"));
+    assert_eq!(end, start, "the fragments do not join");
+    assert_eq!(start, u64::try_from(cut_dts + 9).expect("positive") * 90);
+}
