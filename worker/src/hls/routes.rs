@@ -119,33 +119,21 @@ async fn hls_file(
         }
         Some(File::Segment(msn)) => {
             let _held = held();
-            let found = cam
-                .wait_for(hold_deadline(&cam), |p| match find_segment(p, msn) {
-                    Lookup::Ready(s) => Some(Some(s)),
-                    Lookup::Gone => Some(None),
-                    Lookup::Soon => None,
-                })
-                .await
-                .flatten();
-            match found {
-                Some(data) => media_response(data),
-                None => json_error(StatusCode::NOT_FOUND, format!("no segment {msn}")),
-            }
+            serve_when_ready(
+                &cam,
+                |p| find_segment(p, msn),
+                || format!("no segment {msn}"),
+            )
+            .await
         }
         Some(File::Part(msn, index)) => {
             let _held = held();
-            let found = cam
-                .wait_for(hold_deadline(&cam), |p| match find_part(p, msn, index) {
-                    Lookup::Ready(s) => Some(Some(s)),
-                    Lookup::Gone => Some(None),
-                    Lookup::Soon => None,
-                })
-                .await
-                .flatten();
-            match found {
-                Some(data) => media_response(data),
-                None => json_error(StatusCode::NOT_FOUND, format!("no part {msn}.{index}")),
-            }
+            serve_when_ready(
+                &cam,
+                |p| find_part(p, msn, index),
+                || format!("no part {msn}.{index}"),
+            )
+            .await
         }
         None => json_error(StatusCode::NOT_FOUND, format!("no such file {file:?}")),
     }
@@ -219,6 +207,27 @@ pub(super) fn has_arrived(p: &Packager, msn: u64, part: Option<u64>) -> bool {
     match part {
         None => s.complete,
         Some(i) => s.complete || s.parts.len() as u64 > i,
+    }
+}
+
+/// Serves a segment or part, holding the request while it will exist shortly (blocking
+/// preload), up to three target durations.
+async fn serve_when_ready(
+    cam: &CameraHls,
+    find: impl Fn(&Packager) -> Lookup,
+    missing: impl FnOnce() -> String,
+) -> Response {
+    let found = cam
+        .wait_for(hold_deadline(cam), |p| match find(p) {
+            Lookup::Ready(s) => Some(Some(s)),
+            Lookup::Gone => Some(None),
+            Lookup::Soon => None,
+        })
+        .await
+        .flatten();
+    match found {
+        Some(data) => media_response(data),
+        None => json_error(StatusCode::NOT_FOUND, missing()),
     }
 }
 

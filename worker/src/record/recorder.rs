@@ -205,13 +205,7 @@ impl Recorder {
                 return;
             }
         };
-        let now = unix_ms(SystemTime::now());
-        let clock = match self.clock {
-            Some(c) if (c.wall_ms(frame.dts) - now).abs() <= MAX_CLOCK_DRIFT_MS => c,
-            _ => WallClock::new(now, frame.dts),
-        };
-        self.clock = Some(clock);
-        let start_ms = clock.wall_ms(frame.dts);
+        let start_ms = self.anchor(frame.dts);
         let shared = self.shared.clone();
         let s = &shared.settings;
         match SegmentWriter::create(
@@ -239,6 +233,22 @@ impl Recorder {
         }
     }
 
+    /// The wall-clock time (ms) of `dts` for file names and cut points: the stream clock mapped
+    /// to the wall clock once per session, re-anchored when the two drift apart.
+    fn anchor(&mut self, dts: i64) -> i64 {
+        let now = unix_ms(SystemTime::now());
+        let clock = match self.clock {
+            Some(c) if (c.wall_ms(dts) - now).abs() <= MAX_CLOCK_DRIFT_MS => c,
+            Some(c) => {
+                info!(camera = %self.camera, drift_ms = c.wall_ms(dts) - now, "stream clock drifted from the wall clock; re-anchoring file times");
+                WallClock::new(now, dts)
+            }
+            None => WallClock::new(now, dts),
+        };
+        self.clock = Some(clock);
+        clock.wall_ms(dts)
+    }
+
     /// Closes the current file at `dts` (a keyframe already in the fragmenter) and continues
     /// in a new one.
     fn cut(&mut self, dts: i64) {
@@ -249,15 +259,7 @@ impl Recorder {
             .clock
             .unwrap_or_else(|| WallClock::new(unix_ms(SystemTime::now()), dts));
         self.close_file(out.file, clock.wall_ms(dts));
-        let now = unix_ms(SystemTime::now());
-        let clock = if (clock.wall_ms(dts) - now).abs() > MAX_CLOCK_DRIFT_MS {
-            info!(camera = %self.camera, drift_ms = clock.wall_ms(dts) - now, "stream clock drifted from the wall clock; re-anchoring file times");
-            WallClock::new(now, dts)
-        } else {
-            clock
-        };
-        self.clock = Some(clock);
-        let start_ms = clock.wall_ms(dts);
+        let start_ms = self.anchor(dts);
         if !self.may_open() {
             self.count_dropped(self.paused, 1);
             return;
