@@ -119,6 +119,14 @@ impl Encoder {
             out_width,
             out_height,
         };
+        let scale_error = |source| JpegError::Scale {
+            from: format,
+            width,
+            height,
+            to_width: out_width,
+            to_height: out_height,
+            source,
+        };
         if self.scaler.as_ref().map(|(k, _)| *k) != Some(key) {
             // YUVJ420P makes swscale produce full-range output, which is what JPEG expects.
             let ctx = scaling::Context::get(
@@ -130,26 +138,11 @@ impl Encoder {
                 out_height,
                 scaling::Flags::BILINEAR,
             )
-            .map_err(|source| JpegError::Scale {
-                from: format,
-                width,
-                height,
-                to_width: out_width,
-                to_height: out_height,
-                source,
-            })?;
+            .map_err(scale_error)?;
             self.scaler = Some((key, ctx));
         }
         if let Some((_, ctx)) = self.scaler.as_mut() {
-            ctx.run(picture, &mut self.scaled)
-                .map_err(|source| JpegError::Scale {
-                    from: format,
-                    width,
-                    height,
-                    to_width: out_width,
-                    to_height: out_height,
-                    source,
-                })?;
+            ctx.run(picture, &mut self.scaled).map_err(scale_error)?;
         }
         let scaled = std::mem::replace(&mut self.scaled, ff::frame::Video::empty());
         let result = self.compress(&scaled, out_width, out_height);
