@@ -106,16 +106,13 @@ def test_bad_values_are_rejected_by_the_schema(bad):
     assert "schema" in result.stderr.lower(), result.stderr
 
 
-def rules_of(objects, kind, name_suffix=""):
-    rules = set()
-    for o in objects:
-        if o["kind"] == kind and o["metadata"]["name"].endswith(name_suffix):
-            for r in o["rules"]:
-                for g in r["apiGroups"]:
-                    for res in r["resources"]:
-                        for v in r["verbs"]:
-                            rules.add((g, res, v))
-    return rules
+OPERATOR_ROLE = "kamera-operator"  # the release is "kamera" in render()
+
+
+def rules_of(objects, kind, name):
+    """(apiGroup, resource, verb) triples granted by the one role of this kind and exact name."""
+    [role] = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return {(g, res, v) for r in role["rules"] for g in r["apiGroups"] for res in r["resources"] for v in r["verbs"]}
 
 
 def table_rules(section):
@@ -125,11 +122,36 @@ def table_rules(section):
 
 def test_rbac_is_exactly_the_operators_table():
     objects = render()
-    assert rules_of(objects, "ClusterRole") == table_rules("watched")
-    assert rules_of(objects, "Role", "-leader-election") == table_rules("leaderElection")
+    assert rules_of(objects, "ClusterRole", OPERATOR_ROLE) == table_rules("watched")
+    assert rules_of(objects, "Role", f"{OPERATOR_ROLE}-leader-election") == table_rules("leaderElection")
     for o in objects:
         for r in o.get("rules", []):
             assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"]
+
+
+def test_rbac_in_one_watched_namespace_is_exactly_the_operators_table():
+    objects = render(HERE / "values-all.yaml")
+    role = next(o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == OPERATOR_ROLE)
+    assert role["metadata"]["namespace"] == "cameras"
+    assert rules_of(objects, "Role", OPERATOR_ROLE) == table_rules("watched")
+    assert rules_of(objects, "Role", f"{OPERATOR_ROLE}-leader-election") == table_rules("leaderElection")
+
+
+# What the operator writes with server-side apply. An apply of an object that does not exist yet
+# is authorised as `create`, one that does as `patch`: each needs both.
+APPLIED = {("apps", "deployments"), ("", "services"), ("", "persistentvolumeclaims"), ("", "secrets")}
+
+
+@pytest.mark.parametrize(
+    "values, kind", [([], "ClusterRole"), ([HERE / "values-all.yaml"], "Role")], ids=["cluster", "one-namespace"]
+)
+def test_everything_the_operator_applies_may_be_created_and_patched(values, kind):
+    granted = rules_of(render(*values), kind, OPERATOR_ROLE)
+    for group, resource in sorted(APPLIED):
+        assert (group, resource, "create") in granted, f"{group or 'core'}/{resource}: a first apply is refused"
+        assert (group, resource, "patch") in granted, f"{group or 'core'}/{resource}: a later apply is refused"
+    for verb in ("list", "watch"):
+        assert ("", "secrets", verb) not in granted, f"the operator may {verb} every Secret"
 
 
 def test_rbac_with_leader_election_off_has_no_lease_rights():
