@@ -76,7 +76,10 @@ def test_everything_on_renders_every_optional_object():
     objects = render(HERE / "values-all.yaml")
     kinds = sorted(o["kind"] for o in objects)
     assert kinds.count("Role") == 2 and kinds.count("RoleBinding") == 2  # watched ns + lease
-    assert "ClusterRole" not in kinds  # a single watched namespace needs no cluster-wide rights
+    # A single watched namespace needs no cluster-wide rights for the operator; the only
+    # ClusterRoles are the user role templates, which bind nobody.
+    assert "ClusterRoleBinding" not in kinds
+    assert {o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"} == {"kamera-view", "kamera-edit"}
     assert {"ServiceMonitor", "PodMonitor"} <= set(kinds)
     deploy = next(o for o in objects if o["kind"] == "Deployment")
     pod = deploy["spec"]["template"]["spec"]
@@ -152,6 +155,60 @@ def test_everything_the_operator_applies_may_be_created_and_patched(values, kind
         assert (group, resource, "patch") in granted, f"{group or 'core'}/{resource}: a later apply is refused"
     for verb in ("list", "watch"):
         assert ("", "secrets", verb) not in granted, f"the operator may {verb} every Secret"
+
+
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+KAMERA_KINDS = {"cameras", "frameprocessors"}
+
+
+def user_roles(objects):
+    return {
+        o["metadata"]["name"]: o
+        for o in objects
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"] in {"kamera-view", "kamera-edit"}
+    }
+
+
+@pytest.mark.parametrize("values", [[], [HERE / "values-all.yaml"]], ids=["cluster", "one-namespace"])
+def test_user_roles_aggregate_into_view_edit_and_admin(values):
+    roles = user_roles(render(*values))
+    assert set(roles) == {"kamera-view", "kamera-edit"}
+    aggregated = {
+        name: {k.removeprefix(AGGREGATE) for k, v in r["metadata"]["labels"].items() if k.startswith(AGGREGATE) and v == "true"}
+        for name, r in roles.items()
+    }
+    assert aggregated == {"kamera-view": {"view", "edit", "admin"}, "kamera-edit": {"edit", "admin"}}
+    assert all("namespace" not in r["metadata"] for r in roles.values())  # role templates, not grants
+
+
+def test_view_reads_cameras_and_processors_and_writes_nothing():
+    objects = render()
+    view = rules_of(objects, "ClusterRole", "kamera-view")
+    readable = KAMERA_KINDS | {f"{k}/status" for k in KAMERA_KINDS}
+    assert view == {("kamera.dev", res, v) for res in readable for v in ("get", "list", "watch")}
+    assert not {verb for _, _, verb in view} & WRITE_VERBS
+
+
+def test_edit_manages_cameras_and_processors_but_not_their_status():
+    edit = rules_of(render(), "ClusterRole", "kamera-edit")
+    assert edit == {("kamera.dev", res, v) for res in KAMERA_KINDS for v in WRITE_VERBS}
+    for verb in ("create", "update", "patch", "delete"):
+        assert ("kamera.dev", "cameras", verb) in edit
+
+
+def test_no_binding_hands_the_user_roles_to_anyone():
+    objects = render(HERE / "values-all.yaml")
+    bound = {o["roleRef"]["name"] for o in objects if o["kind"].endswith("Binding")}
+    assert not bound & {"kamera-view", "kamera-edit"}
+
+
+def test_user_roles_off_when_not_aggregating(tmp_path):
+    off = tmp_path / "no-user-roles.yaml"
+    off.write_text("rbac: {aggregateToDefaultRoles: false}\n")
+    objects = render(off)
+    assert user_roles(objects) == {}
+    assert rules_of(objects, "ClusterRole", OPERATOR_ROLE) == table_rules("watched")
 
 
 def test_rbac_with_leader_election_off_has_no_lease_rights():
