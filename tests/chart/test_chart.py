@@ -104,9 +104,12 @@ def test_defaults_are_hardened():
 
 @pytest.mark.parametrize("bad", sorted((HERE / "bad-values").glob("*.yaml")), ids=lambda p: p.stem)
 def test_bad_values_are_rejected_by_the_schema(bad):
+    # Each file's first line names where it must be rejected, so it cannot pass for another reason.
+    where = bad.read_text().splitlines()[0].removeprefix("# rejected at ")
     result = helm("template", "kamera", str(CHART), "-f", str(bad), check=False)
     assert result.returncode != 0, f"{bad.name} was accepted"
     assert "schema" in result.stderr.lower(), result.stderr
+    assert where in result.stderr or where.strip("/").replace("/", ".") in result.stderr, result.stderr
 
 
 OPERATOR_ROLE = "kamera-operator"  # the release is "kamera" in render()
