@@ -1,6 +1,8 @@
 """The Helm chart, tested with the real helm: lint, render, validate every object against the
-Kubernetes schemas, reject bad values, RBAC exactly as the operator's table, CRDs in sync."""
+Kubernetes schemas, reject bad values, RBAC exactly as the operator's table, user roles, the
+worker defaults handed to the operator, CRDs in sync."""
 
+import json
 import pathlib
 import subprocess
 
@@ -110,6 +112,67 @@ def test_bad_values_are_rejected_by_the_schema(bad):
     assert result.returncode != 0, f"{bad.name} was accepted"
     assert "schema" in result.stderr.lower(), result.stderr
     assert where in result.stderr or where.strip("/").replace("/", ".") in result.stderr, result.stderr
+
+
+def operator_env(objects):
+    deploy = next(o for o in objects if o["kind"] == "Deployment")
+    return {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def worker_defaults(objects):
+    return json.loads(operator_env(objects)["KAMERA_WORKER_DEFAULTS"])
+
+
+def test_worker_defaults_are_the_documented_resources_by_default():
+    objects = render()
+    assert worker_defaults(objects) == {
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+    }
+    assert operator_env(objects)["KAMERA_MAX_CONCURRENT_RESTARTS"] == "2"
+
+
+def test_worker_defaults_carry_every_worker_value():
+    values = yaml.safe_load((HERE / "values-all.yaml").read_text())
+    objects = render(HERE / "values-all.yaml")
+    worker = values["worker"]
+    assert worker_defaults(objects) == {
+        "resources": worker["resources"],
+        "imagePullSecrets": worker["imagePullSecrets"],
+        "priorityClassName": worker["priorityClassName"],
+    }
+    assert operator_env(objects)["KAMERA_MAX_CONCURRENT_RESTARTS"] == str(values["operator"]["maxConcurrentRestarts"])
+
+
+def test_worker_defaults_are_a_valid_pod_spec():
+    # The operator reads them as ResourceRequirements, [LocalObjectReference] and a string: put
+    # them in a pod and let the Kubernetes schema judge.
+    defaults = worker_defaults(render(HERE / "values-all.yaml"))
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "front-door"},
+        "spec": {
+            "containers": [{"name": "worker", "image": "worker", "resources": defaults["resources"]}],
+            "imagePullSecrets": defaults["imagePullSecrets"],
+            "priorityClassName": defaults["priorityClassName"],
+        },
+    }
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+
+
+def test_empty_worker_defaults_are_left_out(tmp_path):
+    empty = tmp_path / "no-worker-defaults.yaml"
+    empty.write_text("worker: {resources: null, imagePullSecrets: [], priorityClassName: ''}\n")
+    assert worker_defaults(render(empty)) == {}
+    empty.write_text("worker: {resources: {limits: null}}\n")
+    assert worker_defaults(render(empty)) == {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}
+
+
+def test_max_concurrent_restarts_is_a_plain_integer(tmp_path):
+    many = tmp_path / "many-restarts.yaml"
+    many.write_text("operator: {maxConcurrentRestarts: 1000000}\n")
+    # helm reads YAML numbers as floats; a float would print as 1e+06.
+    assert operator_env(render(many))["KAMERA_MAX_CONCURRENT_RESTARTS"] == "1000000"
 
 
 OPERATOR_ROLE = "kamera-operator"  # the release is "kamera" in render()

@@ -43,3 +43,20 @@ app.kubernetes.io/component: operator
 {{- define "kamera.workerImage" -}}
 {{- printf "%s:%s" .Values.worker.image.repository (default .Chart.AppVersion .Values.worker.image.tag) -}}
 {{- end -}}
+
+{{- /*
+Worker pod defaults for the operator, one line of JSON: {"resources": ResourceRequirements,
+"imagePullSecrets": [LocalObjectReference], "priorityClassName": string}, empty keys left out.
+*/ -}}
+{{- define "kamera.workerDefaults" -}}
+{{- $worker := .Values.worker -}}
+{{- $defaults := dict -}}
+{{- $resources := dict -}}
+{{- range $key, $list := $worker.resources -}}
+{{- if $list }}{{ $_ := set $resources $key $list }}{{ end -}}
+{{- end -}}
+{{- with $resources }}{{ $_ := set $defaults "resources" . }}{{ end -}}
+{{- with $worker.imagePullSecrets }}{{ $_ := set $defaults "imagePullSecrets" . }}{{ end -}}
+{{- with $worker.priorityClassName }}{{ $_ := set $defaults "priorityClassName" . }}{{ end -}}
+{{- toJson $defaults -}}
+{{- end -}}
