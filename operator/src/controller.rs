@@ -1,50 +1,37 @@
-//! Wiring: the Camera and FrameProcessor controllers, their watches and the shared context.
+//! Wiring: the watches that fill the caches, the Camera and FrameProcessor controllers, and
+//! which change wakes which Camera.
+//!
+//! Watches and what they are for:
+//! - Cameras and FrameProcessors: the primary objects. Only spec (generation) and label changes
+//!   wake their own reconciler, so a status write never triggers another reconcile.
+//! - Deployments, Services, claims and pods labelled with a camera: caches the reconciler reads
+//!   (so that an unchanged object is never written again) and triggers for status.
+//! - Secrets are never watched: a Camera reads its stream key Secret by name.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{predicates, watcher, Predicate, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::context::{Context, Settings, Stores};
 use crate::crd::camera::Camera;
 use crate::crd::processor::FrameProcessor;
 use crate::error::Error;
+use crate::events::EventPublisher;
 use crate::metrics::Metrics;
-use crate::reconcile::names::{publish_key_secret_name, CAMERA_LABEL};
+use crate::reconcile::names::CAMERA_LABEL;
 use crate::reconcile::resolve::selects;
 use crate::reconcile::{camera, processor};
-
-/// Operator-wide settings from the command line.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Worker image for Cameras that name none.
-    pub worker_image: String,
-}
-
-/// What every reconcile gets.
-pub struct Context {
-    /// API client.
-    pub client: Client,
-    /// Publishes Kubernetes Events.
-    pub recorder: Recorder,
-    /// Reconcile metrics.
-    pub metrics: Metrics,
-    /// All FrameProcessors in scope (kept by the FrameProcessor controller's watch).
-    pub processors: Store<FrameProcessor>,
-    /// All Cameras in scope (kept by the Camera controller's watch).
-    pub cameras: Store<Camera>,
-    /// Operator settings.
-    pub settings: Settings,
-}
+use crate::rollout::RolloutGate;
 
 /// Requeue delay after the n-th consecutive failure of one object: 5 s doubling to 5 minutes.
 pub fn backoff(failures: u32) -> Duration {
@@ -71,7 +58,7 @@ impl Failures {
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
 {
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -97,25 +84,46 @@ fn cameras_of_processor(cameras: &Store<Camera>, fp: &FrameProcessor) -> Vec<Obj
         .collect()
 }
 
-/// Cameras that reference a Secret as their stream key, or own it (the publish key Secret).
-fn cameras_of_secret(cameras: &Store<Camera>, secret: &Secret) -> Vec<ObjectRef<Camera>> {
-    let namespace = secret.namespace();
-    let name = secret.name_any();
-    cameras
-        .state()
-        .iter()
-        .filter(|c| c.namespace() == namespace)
-        .filter(|c| {
-            let referenced = c
-                .spec
-                .ingest
-                .stream_key_secret_ref
-                .as_ref()
-                .is_some_and(|r| r.name == name);
-            referenced || publish_key_secret_name(&c.name_any()) == name
-        })
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
+/// The Camera an object labelled `kamera.dev/camera` belongs to.
+fn camera_of<K: Resource>(object: &K) -> Option<ObjectRef<Camera>> {
+    let name = object.meta().labels.as_ref()?.get(CAMERA_LABEL)?;
+    let namespace = object.meta().namespace.as_deref()?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// A watch of objects labelled with a camera, reflected into a cache; the stream wakes their
+/// Camera on every change (deletions included).
+fn labelled<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(
+        api::<K>(client, namespace),
+        watcher::Config::default().labels(CAMERA_LABEL),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
+    (reader, stream)
+}
+
+/// Only what the user changed wakes a reconcile: spec (generation) and labels.
+fn spec_or_labels<K: Resource>() -> impl Predicate<K> {
+    (predicates::generation as fn(&K) -> Option<u64>)
+        .combine(predicates::labels as fn(&K) -> Option<u64>)
 }
 
 /// Runs both controllers until `shutdown` fires.
@@ -123,50 +131,66 @@ pub async fn run(
     client: Client,
     namespace: Option<String>,
     settings: Settings,
+    max_concurrent_restarts: usize,
     metrics: Metrics,
-    reporter: Reporter,
+    identity: &str,
     shutdown: CancellationToken,
 ) {
     let ns = namespace.as_deref();
     let cameras_api: Api<Camera> = api(&client, ns);
     let processors_api: Api<FrameProcessor> = api(&client, ns);
-    let owned = watcher::Config::default().labels(CAMERA_LABEL);
 
-    let camera_controller = Controller::new(cameras_api.clone(), watcher::Config::default());
-    let processor_controller = Controller::new(processors_api.clone(), watcher::Config::default());
-    let cameras = camera_controller.store();
-    let processors = processor_controller.store();
+    let (cameras, camera_writer) = reflector::store();
+    let camera_stream = watcher(cameras_api.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(camera_writer)
+        .applied_objects()
+        .predicate_filter(spec_or_labels(), Default::default());
+    let (processors, processor_writer) = reflector::store();
+    let processor_stream = watcher(processors_api.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(processor_writer)
+        .applied_objects()
+        .predicate_filter(spec_or_labels(), Default::default());
+    let (deployments, deployment_stream) = labelled::<Deployment>(&client, ns);
+    let (services, service_stream) = labelled::<Service>(&client, ns);
+    let (claims, claim_stream) = labelled::<PersistentVolumeClaim>(&client, ns);
+    let (pods, pod_stream) = labelled::<Pod>(&client, ns);
 
     let ctx = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        events: EventPublisher::new(client.clone(), "kamera-operator", identity),
         metrics,
-        processors,
-        cameras: cameras.clone(),
+        stores: Stores {
+            cameras: cameras.clone(),
+            processors: processors.clone(),
+            deployments,
+            services,
+            claims,
+            pods,
+        },
         settings,
+        rollouts: Arc::new(RolloutGate::new(max_concurrent_restarts)),
     });
 
-    let for_processors = cameras.clone();
-    let for_secrets = cameras.clone();
     let camera_failures = Arc::new(Failures::default());
     let processor_failures = Arc::new(Failures::default());
 
+    // A processor's spec or labels changing, or its deletion, re-plans the Cameras it selects.
+    let processor_changes = watcher(processors_api, watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
+    let for_processors = cameras.clone();
     let stop = shutdown.clone();
     let cf = camera_failures.clone();
-    let camera_loop = camera_controller
-        .owns(api::<Deployment>(&client, ns), owned.clone())
-        .owns(api::<Service>(&client, ns), owned.clone())
-        .owns(api::<PersistentVolumeClaim>(&client, ns), owned)
-        .watches(
-            processors_api.clone(),
-            watcher::Config::default(),
-            move |fp| cameras_of_processor(&for_processors, &fp),
-        )
-        .watches(
-            api::<Secret>(&client, ns),
-            watcher::Config::default(),
-            move |s| cameras_of_secret(&for_secrets, &s),
-        )
+    let camera_loop = Controller::for_stream(camera_stream, cameras.clone())
+        .watches_stream(deployment_stream, |d| camera_of(&d))
+        .watches_stream(service_stream, |s| camera_of(&s))
+        .watches_stream(claim_stream, |c| camera_of(&c))
+        .watches_stream(pod_stream, |p| camera_of(&p))
+        .watches_stream(processor_changes, move |fp| {
+            cameras_of_processor(&for_processors, &fp)
+        })
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(
             move |cam, ctx| {
@@ -192,19 +216,21 @@ pub async fn run(
             }
         });
 
+    // A Camera appearing, going, or changing labels changes what each processor matches.
+    // (Deletions included, so no predicate: a Camera's status write only recomputes matches.)
+    let camera_changes = watcher(cameras_api, watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
     let stop = shutdown.clone();
     let pf = processor_failures.clone();
-    let processor_loop = processor_controller
-        .watches(cameras_api, watcher::Config::default(), {
-            let processors = ctx.processors.clone();
-            move |cam: Camera| {
-                processors
-                    .state()
-                    .iter()
-                    .filter(|p| p.namespace() == cam.namespace())
-                    .map(|p| ObjectRef::from_obj(p.as_ref()))
-                    .collect::<Vec<_>>()
-            }
+    let processor_loop = Controller::for_stream(processor_stream, processors.clone())
+        .watches_stream(camera_changes, move |cam: Camera| {
+            processors
+                .state()
+                .iter()
+                .filter(|p| p.namespace() == cam.namespace())
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(
@@ -249,6 +275,10 @@ fn error_policy(
     ctx.metrics.reconcile_failed(kind, error.metric_label());
     Action::requeue(delay)
 }
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod controller_tests;
 
 #[cfg(test)]
 mod tests {

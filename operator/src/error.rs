@@ -46,20 +46,21 @@ pub enum Error {
         /// The API's answer.
         source: kube::Error,
     },
-    /// Publishing a Kubernetes Event failed.
-    #[error("publishing event {reason} for {kind} {namespace}/{name}: {source}")]
-    Event {
+    /// Reading an object (to check who owns it) failed.
+    #[error("reading {kind} {namespace}/{name}: {source}")]
+    Get {
         /// Kind of the object.
         kind: &'static str,
         /// Its namespace.
         namespace: String,
         /// Its name.
         name: String,
-        /// The event's reason.
-        reason: String,
         /// The API's answer.
         source: kube::Error,
     },
+    /// The watch caches are not filled yet: deciding now could undo running cameras.
+    #[error(transparent)]
+    NotReady(#[from] crate::context::NotReady),
 }
 
 impl Error {
@@ -70,7 +71,8 @@ impl Error {
             Error::Apply { .. } => "apply",
             Error::Status { .. } => "status",
             Error::Secret { .. } => "secret",
-            Error::Event { .. } => "event",
+            Error::Get { .. } => "get",
+            Error::NotReady(_) => "caches_not_ready",
         }
     }
 }

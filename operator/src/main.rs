@@ -7,12 +7,12 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use k8s_openapi::api::coordination::v1::Lease;
-use kamera_operator::controller::{self, Settings};
+use kamera_operator::context::{Settings, WorkerDefaults};
+use kamera_operator::controller;
 use kamera_operator::crd::{crd_file_name, crd_yaml, crds, Camera, FrameProcessor};
 use kamera_operator::leader::{acquire, LeaseSettings};
 use kamera_operator::metrics::{self, Metrics};
 use kamera_operator::render;
-use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -46,7 +46,7 @@ enum Command {
         worker_image: String,
     },
     /// Run the controllers.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 const DEFAULT_WORKER_IMAGE: &str = concat!(
@@ -77,6 +77,15 @@ struct RunArgs {
     /// This replica's identity in the election and in Events.
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// At most this many camera pods restart at once when the operator, its default worker
+    /// image or a FrameProcessor changes (a change to a Camera's own spec is not throttled).
+    #[arg(long, env = "KAMERA_MAX_CONCURRENT_RESTARTS", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_restarts: u16,
+    /// Worker pod defaults as one JSON object: `resources`, `imagePullSecrets`,
+    /// `priorityClassName` (the chart sets it from `worker.*`).
+    #[arg(long, env = "KAMERA_WORKER_DEFAULTS", default_value = "{}", value_parser = parse_worker_defaults)]
+    worker_defaults: WorkerDefaults,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "KAMERA_LOG", default_value = "info")]
     log: String,
@@ -91,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
             processors,
             worker_image,
         } => render_camera(&camera, &processors, &worker_image),
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
@@ -182,14 +191,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             stop.cancel();
         });
     }
-    let reporter = Reporter {
-        controller: "kamera-operator".into(),
-        instance: Some(identity),
-    };
     let settings = Settings {
         worker_image: args.worker_image,
+        worker_defaults: args.worker_defaults,
     };
-    controller::run(client, args.namespace, settings, metrics, reporter, stop).await;
+    controller::run(
+        client,
+        args.namespace,
+        settings,
+        usize::from(args.max_concurrent_restarts),
+        metrics,
+        &identity,
+        stop,
+    )
+    .await;
     shutdown.cancel();
     signals.abort();
     server
@@ -197,6 +212,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("metrics server task")?
         .context("metrics server")?;
     Ok(())
+}
+
+fn parse_worker_defaults(text: &str) -> Result<WorkerDefaults, String> {
+    serde_json::from_str(text).map_err(|e| format!("not a worker defaults JSON object: {e}"))
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

@@ -92,6 +92,11 @@ impl Metrics {
         self.failures.with_label_values(&[kind, error]).inc();
     }
 
+    /// Number of reconciles started for `kind`.
+    pub fn reconciles(&self, kind: &str) -> u64 {
+        self.reconciles.with_label_values(&[kind]).get()
+    }
+
     /// Number of failures counted for `kind` and `error`.
     pub fn failures(&self, kind: &str, error: &str) -> u64 {
         self.failures.with_label_values(&[kind, error]).get()

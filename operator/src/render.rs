@@ -107,6 +107,7 @@ pub fn render(
         processors: &resolved,
         scheduling: &scheduling,
         publish_key: key,
+        defaults: &crate::context::WorkerDefaults::default(),
     }))?);
     Ok(docs.join("---\n"))
 }

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
+use crate::context::WorkerDefaults;
 use crate::crd::camera::Camera;
 use crate::reconcile::names::{
     labels, processor_container_name, publish_key_secret_name, pvc_name, selector_labels,
@@ -43,6 +44,8 @@ pub struct WorkerPod<'a> {
     pub scheduling: &'a PodScheduling,
     /// The publish key, when the Camera references one; only its hash reaches the pod.
     pub publish_key: Option<&'a str>,
+    /// Pod settings from the operator's configuration.
+    pub defaults: &'a WorkerDefaults,
 }
 
 /// The Deployment, with a config hash on the pod template that changes whenever anything the pod
@@ -132,11 +135,16 @@ fn pod_template(pod: &WorkerPod<'_>) -> PodTemplateSpec {
             tolerations: (!pod.scheduling.tolerations.is_empty())
                 .then(|| pod.scheduling.tolerations.clone()),
             runtime_class_name: pod.scheduling.runtime_class_name.clone(),
+            image_pull_secrets: (!pod.defaults.image_pull_secrets.is_empty())
+                .then(|| pod.defaults.image_pull_secrets.clone()),
+            priority_class_name: pod.defaults.priority_class_name.clone(),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(RUN_AS),
                 run_as_group: Some(RUN_AS),
                 fs_group: Some(RUN_AS),
+                // A large recordings volume is not re-chowned file by file at every start.
+                fs_group_change_policy: Some("OnRootMismatch".into()),
                 seccomp_profile: Some(SeccompProfile {
                     type_: "RuntimeDefault".into(),
                     localhost_profile: None,
@@ -177,7 +185,13 @@ fn worker_container(pod: &WorkerPod<'_>) -> Container {
         ]),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         liveness_probe: Some(http_probe("/healthz", 10, 6)),
-        resources: pod.camera.spec.worker.resources.clone(),
+        resources: pod
+            .camera
+            .spec
+            .worker
+            .resources
+            .clone()
+            .or_else(|| pod.defaults.resources.clone()),
         security_context: Some(restricted(true)),
         volume_mounts: Some(mounts),
         ..Default::default()
@@ -207,7 +221,9 @@ fn processor_container(camera: &str, processor: &ResolvedProcessor) -> Container
         resources: processor_resources(processor),
         // Processor images (Python, model caches) often write to their filesystem.
         security_context: Some(restricted(false)),
-        volume_mounts: Some(vec![mount("shared", SHARED_DIR, false)]),
+        // Read-only: a processor reads frames and talks over the socket (connecting to a socket
+        // needs no write access to its filesystem); it cannot fill the worker's volume.
+        volume_mounts: Some(vec![mount("shared", SHARED_DIR, true)]),
         ..Default::default()
     }
 }

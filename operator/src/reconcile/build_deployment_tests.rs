@@ -62,6 +62,7 @@ fn build(camera: &Camera, processors: &[ResolvedProcessor], key: Option<&str>) -
         processors,
         scheduling: &scheduling,
         publish_key: key,
+        defaults: &crate::context::WorkerDefaults::default(),
     })
 }
 

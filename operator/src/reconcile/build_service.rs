@@ -1,4 +1,8 @@
 //! The worker's Service: RTMP for publishers, HTTP for players and Prometheus.
+//!
+//! It routes to the worker pod whether or not the pod is Ready: a processor sidecar that crash
+//! loops or is still pulling a large image makes the pod NotReady, and must not cut the
+//! camera's publishers off. The worker only listens once it can take a stream.
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -28,6 +32,7 @@ pub fn build_service(camera: &Camera, at: &CameraRef) -> Service {
         spec: Some(ServiceSpec {
             type_: Some(spec.type_.as_str().to_string()),
             selector: Some(selector_labels(&at.name)),
+            publish_not_ready_addresses: Some(true),
             ports: Some(vec![
                 ServicePort {
                     name: Some("rtmp".into()),
@@ -65,6 +70,11 @@ mod tests {
         let spec = svc.spec.expect("spec");
         assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
         assert_eq!(spec.selector, Some(selector_labels("front-door")));
+        assert_eq!(
+            spec.publish_not_ready_addresses,
+            Some(true),
+            "a NotReady processor must not take the camera off its Service"
+        );
         let ports: Vec<_> = spec
             .ports
             .expect("ports")

@@ -1,52 +1,95 @@
-//! The Camera reconciler: the recipe, in order. Each step is a pure function from `super`;
-//! this file only does the I/O between them (read the stream key, apply, status, events).
+//! The Camera reconciler: the recipe, in order. Each decision is a pure function from `super`;
+//! this file only does the I/O between them (read the caches and the stream key, apply what
+//! changed, write the status, tell events).
+//!
+//! The availability invariant shapes every step: a running camera's worker is rewritten only
+//! when something it runs from changed, never because a cache was half-filled, an object
+//! belongs to someone else, a claim failed, or many cameras want to restart at once.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::controller::Context;
-use crate::crd::camera::{AttachedProcessor, Camera, CameraStatus, SecretKeyRef};
+use crate::context::Context;
+use crate::crd::camera::{Camera, CameraStatus, SecretKeyRef};
 use crate::error::Error;
+use crate::events::Note;
 use crate::reconcile::build_deployment::{build_deployment, deployment_config_hash, WorkerPod};
 use crate::reconcile::build_service::build_service;
 use crate::reconcile::build_storage::{build_publish_key_secret, build_pvc};
-use crate::reconcile::names::{workload_name, FIELD_MANAGER, HTTP_PORT, RTMP_PORT};
+use crate::reconcile::camera_status::{claim_phase, conditions, Claim, Observed};
+use crate::reconcile::drift::{needs_apply, stamp};
+use crate::reconcile::health::worker_ready_with;
+use crate::reconcile::names::{
+    workload_name, CAMERA_GENERATION_ANNOTATION, CAMERA_LABEL, FIELD_MANAGER, HTTP_PORT, RTMP_PORT,
+    WORKER_CONTAINER,
+};
+use crate::reconcile::ownership::{ownership, Ownership};
 use crate::reconcile::resolve::{resolve_processors, ResolvedProcessor};
 use crate::reconcile::schedule::schedule;
 use crate::reconcile::status::{find, settle_conditions, Cond, PROCESSORS_READY, READY};
 use crate::reconcile::validate::validate_camera;
 use crate::reconcile::CameraRef;
+use crate::rollout::{deployment_rolling, Admission};
 
 /// How often a healthy Camera is looked at again without any change.
 const RESYNC: Duration = Duration::from_secs(300);
-/// How soon a Camera waiting on something outside its spec (a Secret) is retried.
+/// How soon a Camera waiting on something outside its spec (a Secret, a name conflict) is
+/// retried; also how soon a rotated stream key is noticed (Secrets are read, never watched).
 const RETRY: Duration = Duration::from_secs(60);
+/// How soon a Camera whose restart is queued behind others asks again.
+const QUEUED: Duration = Duration::from_secs(10);
+/// How long a reconcile waits for the watch caches before giving up (and backing off).
+const CACHE_WAIT: Duration = Duration::from_secs(30);
 
 /// What one reconcile decided: the status to write and the events to publish.
 struct Outcome {
     status: CameraStatus,
     conditions: Vec<Cond>,
-    events: Vec<Event>,
+    events: Vec<Note>,
     action: Action,
+}
+
+impl Outcome {
+    /// Leaves everything running as it is and reports one condition (others kept as they were).
+    fn hold(previous: &CameraStatus, cond: Cond, action: Action) -> Self {
+        let events = warn_if_new(previous, &cond);
+        let mut conditions: Vec<Cond> = previous
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != cond.type_)
+            .filter_map(|c| keep(previous, &c.type_))
+            .collect();
+        conditions.insert(0, cond);
+        Outcome {
+            status: previous.clone(),
+            conditions,
+            events,
+            action,
+        }
+    }
 }
 
 /// Reconciles one Camera.
 pub async fn reconcile(camera: Arc<Camera>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Never decide from a half-filled cache: no processors yet would drop every sidecar and
+    // restart every camera that has one.
+    ctx.stores.wait_ready(CACHE_WAIT).await?;
     let _timer = ctx.metrics.reconcile_timer("camera");
     let at = CameraRef::of(&camera).ok_or(Error::Unnamed { kind: "Camera" })?;
     if camera.metadata.deletion_timestamp.is_some() {
-        // Owned objects go with the Camera (garbage collection); a retained PVC stays.
+        // Owned objects go with the Camera (garbage collection); a retained claim stays.
         return Ok(Action::await_change());
     }
     let outcome = plan_and_apply(&camera, &at, &ctx).await?;
@@ -58,18 +101,13 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
 
     // 1. validate
     if let Err(e) = validate_camera(camera) {
-        let message = e.to_string();
-        warn!(camera = %at.name, namespace = %at.namespace, error = %message, "invalid Camera spec");
-        return Ok(Outcome {
-            status: previous.clone(),
-            conditions: vec![Cond::no(READY, "InvalidSpec", message.clone())],
-            events: warn_if_new(&previous, READY, "InvalidSpec", &message),
-            action: Action::await_change(),
-        });
+        warn!(camera = %at.name, namespace = %at.namespace, error = %e, "invalid Camera spec");
+        let cond = Cond::no(READY, "InvalidSpec", e.to_string());
+        return Ok(Outcome::hold(&previous, cond, Action::await_change()));
     }
 
     // 2. resolve the processors that select this camera
-    let processors = resolve_processors(camera, &ctx.processors.state());
+    let processors = resolve_processors(camera, &ctx.stores.processors.state());
 
     // 3. schedule: a conflict leaves the running pod as it is
     let scheduling = match schedule(&camera.spec.worker, &processors) {
@@ -77,18 +115,8 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         Err(conflict) => {
             let message = format!("processors cannot share one pod: {conflict}");
             warn!(camera = %at.name, namespace = %at.namespace, %message, "scheduling conflict");
-            let mut conditions = vec![Cond::no(
-                PROCESSORS_READY,
-                "SchedulingConflict",
-                message.clone(),
-            )];
-            conditions.extend(keep(&previous, READY));
-            return Ok(Outcome {
-                status: previous.clone(),
-                conditions,
-                events: warn_if_new(&previous, PROCESSORS_READY, "SchedulingConflict", &message),
-                action: Action::requeue(RESYNC),
-            });
+            let cond = Cond::no(PROCESSORS_READY, "SchedulingConflict", message);
+            return Ok(Outcome::hold(&previous, cond, Action::requeue(RESYNC)));
         }
     };
 
@@ -99,15 +127,11 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
             Some(key) => Some(key),
             None => {
                 let message = format!(
-                    "Secret {} has no key {:?} for the stream key",
+                    "Secret {} has no key {:?} for the stream key; the running worker is left as it is",
                     reference.name, reference.key
                 );
-                return Ok(Outcome {
-                    status: previous.clone(),
-                    conditions: vec![Cond::no(READY, "StreamKeyMissing", message.clone())],
-                    events: warn_if_new(&previous, READY, "StreamKeyMissing", &message),
-                    action: Action::requeue(RETRY),
-                });
+                let cond = Cond::no(READY, "StreamKeyMissing", message);
+                return Ok(Outcome::hold(&previous, cond, Action::requeue(RETRY)));
             }
         },
     };
@@ -119,54 +143,175 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         .image
         .clone()
         .unwrap_or_else(|| ctx.settings.worker_image.clone());
-    let deployment = build_deployment(&WorkerPod {
+    let mut deployment = build_deployment(&WorkerPod {
         camera,
         at,
         image: &image,
         processors: &processors,
         scheduling: &scheduling,
         publish_key: publish_key.as_deref(),
+        defaults: &ctx.settings.worker_defaults,
     });
+    if let Some(generation) = camera.metadata.generation {
+        deployment
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(CAMERA_GENERATION_ANNOTATION.into(), generation.to_string());
+    }
+    stamp(&mut deployment, |d| &mut d.metadata);
     let config_hash = deployment_config_hash(&deployment);
+    let mut service = build_service(camera, at);
+    stamp(&mut service, |s| &mut s.metadata);
+    let pvc = build_pvc(camera, at).map(|mut pvc| {
+        stamp(&mut pvc, |p| &mut p.metadata);
+        pvc
+    });
 
-    // 6. apply
-    if let Some(pvc) = build_pvc(camera, at) {
-        apply::<PersistentVolumeClaim>(ctx, camera, at, &pvc).await?;
-    }
-    if let Some(key) = &publish_key {
-        apply::<Secret>(ctx, camera, at, &build_publish_key_secret(camera, at, key)).await?;
-    }
-    apply::<Service>(ctx, camera, at, &build_service(camera, at)).await?;
-    let applied = apply::<Deployment>(ctx, camera, at, &deployment).await?;
-
-    // 7. status
-    let available = applied
-        .status
-        .as_ref()
-        .and_then(|s| s.available_replicas)
-        .unwrap_or(0)
-        >= 1;
-    let ready = if camera.spec.suspend {
-        Cond::no(
-            READY,
-            "Suspended",
-            "the worker is scaled to zero (spec.suspend)",
-        )
-    } else if available {
-        Cond::yes(READY, "WorkerAvailable", "the worker is running")
-    } else {
-        Cond::no(
-            READY,
-            "WorkerStarting",
-            "waiting for the worker pod to become ready",
-        )
+    // 6. who owns what: never write over an object Kamera did not create
+    let uid = camera.metadata.uid.clone().unwrap_or_default();
+    let live_deployment = live(ctx, &ctx.stores.deployments, at, &deployment.name_any()).await?;
+    let live_service = live(ctx, &ctx.stores.services, at, &service.name_any()).await?;
+    let live_pvc = match &pvc {
+        Some(p) => live(ctx, &ctx.stores.claims, at, &p.name_any()).await?,
+        None => None,
     };
-    let attached = attached(&processors, available);
-    let processors_ready = Cond::yes(
-        PROCESSORS_READY,
-        "Attached",
-        format!("{} processor(s) attached", processors.len()),
-    );
+    let owners = [
+        (
+            "Deployment",
+            live_deployment.as_ref().map(|d| &d.metadata),
+            deployment.name_any(),
+        ),
+        (
+            "Service",
+            live_service.as_ref().map(|s| &s.metadata),
+            service.name_any(),
+        ),
+        (
+            "PersistentVolumeClaim",
+            live_pvc.as_ref().map(|p| &p.metadata),
+            pvc.as_ref().map(|p| p.name_any()).unwrap_or_default(),
+        ),
+    ];
+    for (kind, meta, name) in owners {
+        if let Ownership::Foreign(why) = ownership(meta, &at.name, &uid) {
+            return Ok(name_conflict(&previous, at, kind, &name, &why));
+        }
+    }
+
+    // 7. apply what changed, claim first; a failing claim does not stop the live stream
+    let mut events = Vec::new();
+    let mut created = Vec::new();
+    let claim = match &pvc {
+        None => Claim::Disabled,
+        Some(pvc) if needs_apply(live_pvc.as_deref(), pvc) => match apply(ctx, at, pvc).await {
+            Ok(applied) => {
+                if live_pvc.is_none() {
+                    created.push("recordings claim");
+                }
+                claim_phase(Some(&applied))
+            }
+            Err(e) => {
+                warn!(camera = %at.name, namespace = %at.namespace, error = %e, "recordings claim not applied");
+                events.push(Note::warning("ClaimFailed", "Apply", e.to_string()));
+                Claim::Failed(e.to_string())
+            }
+        },
+        Some(_) => claim_phase(live_pvc.as_deref()),
+    };
+    let worker_changes = config_hash
+        != live_deployment
+            .as_ref()
+            .and_then(|d| deployment_config_hash(d));
+    if let Some(key) = &publish_key {
+        if worker_changes {
+            apply_publish_key(ctx, camera, at, &uid, key).await?;
+        }
+    }
+    if needs_apply(live_service.as_deref(), &service) {
+        apply(ctx, at, &service)
+            .await
+            .map_err(|e| warned(&mut events, e))?;
+        if live_service.is_none() {
+            created.push("Service");
+        }
+    }
+    let mut queued = None;
+    let mut current = live_deployment.clone();
+    if needs_apply(live_deployment.as_deref(), &deployment) {
+        let restart = live_deployment.is_some() && worker_changes && !camera.spec.suspend;
+        let own_change = live_deployment
+            .as_ref()
+            .and_then(|d| d.annotations().get(CAMERA_GENERATION_ANNOTATION).cloned())
+            .is_some_and(|g| Some(g) != camera.metadata.generation.map(|g| g.to_string()));
+        let hash = config_hash.clone().unwrap_or_default();
+        let admission = if restart && !own_change {
+            admit_restart(ctx, at, &hash)
+        } else {
+            Admission::Go
+        };
+        match admission {
+            Admission::Wait(busy) => {
+                info!(camera = %at.name, namespace = %at.namespace, restarting = busy.len(), "worker update queued behind other restarts");
+                queued = Some(busy);
+            }
+            Admission::Go => {
+                if restart && own_change {
+                    ctx.rollouts.record(&key_of(at), &hash);
+                }
+                let applied = apply(ctx, at, &deployment)
+                    .await
+                    .map_err(|e| warned(&mut events, e))?;
+                current = Some(Arc::new(applied));
+                if live_deployment.is_none() {
+                    created.push("worker Deployment");
+                } else if worker_changes {
+                    events.push(Note::normal(
+                        "Updated",
+                        "Apply",
+                        describe_update(&previous, &processors, &image),
+                    ));
+                }
+            }
+        }
+    }
+    if !created.is_empty() {
+        info!(camera = %at.name, namespace = %at.namespace, created = ?created, "created");
+        events.push(Note::normal(
+            "Created",
+            "Apply",
+            format!("created the {}", created.join(", ")),
+        ));
+    }
+
+    // 8. status, from the worker's own containers
+    let pods = pods_of(&ctx.stores.pods, at);
+    let (mut conds, attached) = conditions(&Observed {
+        suspended: camera.spec.suspend,
+        processors: &processors,
+        deployment: current.as_deref(),
+        pods: &pods,
+        claim: &claim,
+    });
+    let mut action = Action::requeue(if publish_key.is_some() { RETRY } else { RESYNC });
+    if let Some(busy) = &queued {
+        let max = ctx.rollouts.max();
+        events.push(Note::normal(
+            "UpdateQueued",
+            "Apply",
+            format!(
+                "the worker pod will be updated when fewer than {max} other cameras are restarting"
+            ),
+        ));
+        if let Some(ready) = conds.iter_mut().find(|c| c.type_ == READY) {
+            ready.message = format!(
+                "{}; an update of the worker pod is queued behind {} restarting camera(s)",
+                ready.message,
+                busy.len()
+            );
+        }
+        action = Action::requeue(QUEUED);
+    }
     let mut status = previous.clone();
     status.ingest_url = Some(format!(
         "rtmp://{svc}.{ns}.svc:{RTMP_PORT}/live/{camera}",
@@ -186,53 +331,31 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         attached.len()
     ));
     status.processors = attached;
-    status.config_hash = config_hash.clone();
-
-    // 8. events
-    let mut events = Vec::new();
-    if previous.config_hash.is_none() {
-        info!(camera = %at.name, namespace = %at.namespace, "created worker");
-        events.push(normal(
-            "Created",
-            "created the worker Deployment, Service and recordings claim",
-        ));
-    } else if previous.config_hash != config_hash {
-        let names: Vec<&str> = processors.iter().map(|p| p.name.as_str()).collect();
-        let message = format!(
-            "updated the worker pod (processors: [{}])",
-            names.join(", ")
-        );
-        info!(camera = %at.name, namespace = %at.namespace, %message, "updated worker");
-        events.push(normal("Updated", &message));
+    status.config_hash = current.as_deref().and_then(deployment_config_hash);
+    // A condition that turned bad is also told as an event (once per reason).
+    for c in &conds {
+        let turned_bad =
+            !c.ok && find(&previous.conditions, c.type_).is_none_or(|p| p.reason != c.reason);
+        if turned_bad && (c.type_ == PROCESSORS_READY || c.type_ == READY) {
+            events.push(Note::warning(&c.reason, "Observe", c.message.clone()));
+        }
     }
     Ok(Outcome {
         status,
-        conditions: vec![ready, processors_ready],
+        conditions: conds,
         events,
-        action: Action::requeue(RESYNC),
+        action,
     })
 }
 
-/// Publishes the events, then writes the status if anything in it changed.
+/// Writes the status if anything in it changed, then tells the events (best-effort: an event
+/// the API refuses never keeps the status from being written).
 async fn finish(
     camera: &Camera,
     at: &CameraRef,
     ctx: &Context,
     outcome: Outcome,
 ) -> Result<Action, Error> {
-    let reference = camera.object_ref(&());
-    for event in &outcome.events {
-        ctx.recorder
-            .publish(event, &reference)
-            .await
-            .map_err(|source| Error::Event {
-                kind: "Camera",
-                namespace: at.namespace.clone(),
-                name: at.name.clone(),
-                reason: event.reason.clone(),
-                source,
-            })?;
-    }
     let previous = camera.status.clone().unwrap_or_default();
     let mut status = outcome.status;
     status.observed_generation = camera.metadata.generation;
@@ -242,7 +365,7 @@ async fn finish(
         camera.metadata.generation,
         Timestamp::now(),
     );
-    if status != previous {
+    let written = if status != previous {
         let api: Api<Camera> = Api::namespaced(ctx.client.clone(), &at.namespace);
         let patch = Patch::Apply(serde_json::json!({
             "apiVersion": Camera::api_version(&()),
@@ -251,18 +374,146 @@ async fn finish(
         }));
         api.patch_status(&at.name, &PatchParams::apply(FIELD_MANAGER).force(), &patch)
             .await
+            .map(|_| ())
             .map_err(|source| Error::Status {
                 kind: "Camera",
                 namespace: at.namespace.clone(),
                 name: at.name.clone(),
                 source,
-            })?;
-    }
-    Ok(outcome.action)
+            })
+    } else {
+        Ok(())
+    };
+    ctx.events
+        .publish(&reference(camera), &outcome.events)
+        .await;
+    written.map(|()| outcome.action)
 }
 
-/// Server-side apply of one owned object; a failure is also told as a Warning event.
-async fn apply<K>(ctx: &Context, camera: &Camera, at: &CameraRef, object: &K) -> Result<K, Error>
+fn reference(camera: &Camera) -> ObjectReference {
+    camera.object_ref(&())
+}
+
+fn key_of(at: &CameraRef) -> String {
+    format!("{}/{}", at.namespace, at.name)
+}
+
+/// Asks the rollout gate whether this camera's worker may restart now.
+fn admit_restart(ctx: &Context, at: &CameraRef, hash: &str) -> Admission {
+    let stores = &ctx.stores;
+    let still_rolling = |key: &str, hash: &str| {
+        let Some((ns, name)) = key.split_once('/') else {
+            return false;
+        };
+        let exists = stores
+            .cameras
+            .get(&ObjectRef::new(name).within(ns))
+            .is_some();
+        let camera = CameraRef {
+            name: name.to_string(),
+            namespace: ns.to_string(),
+        };
+        exists && !worker_ready_with(&pods_of(&stores.pods, &camera), WORKER_CONTAINER, hash)
+    };
+    let visibly_rolling: Vec<String> = stores
+        .deployments
+        .state()
+        .iter()
+        .filter(|d| deployment_rolling(d))
+        .filter_map(|d| {
+            let camera = d.labels().get(CAMERA_LABEL)?;
+            Some(format!("{}/{camera}", d.namespace().unwrap_or_default()))
+        })
+        .collect();
+    ctx.rollouts
+        .admit(&key_of(at), hash, still_rolling, &visibly_rolling)
+}
+
+/// The camera's pods from the cache.
+fn pods_of(pods: &Store<Pod>, at: &CameraRef) -> Vec<Arc<Pod>> {
+    pods.state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(at.namespace.as_str()))
+        .filter(|p| p.labels().get(CAMERA_LABEL) == Some(&at.name))
+        .collect()
+}
+
+/// The live object: from the cache (which holds only labelled objects), else read by name,
+/// so that an unlabelled object of the same name is found and left alone.
+async fn live<K>(
+    ctx: &Context,
+    store: &Store<K>,
+    at: &CameraRef,
+    name: &str,
+) -> Result<Option<Arc<K>>, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    if let Some(found) = store.get(&ObjectRef::new(name).within(&at.namespace)) {
+        return Ok(Some(found));
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &at.namespace);
+    api.get_opt(name)
+        .await
+        .map(|o| o.map(Arc::new))
+        .map_err(|source| Error::Get {
+            kind: kind_name::<K>(),
+            namespace: at.namespace.clone(),
+            name: name.to_string(),
+            source,
+        })
+}
+
+/// Leaves everything as it is: an object of the Camera's name belongs to someone else.
+fn name_conflict(
+    previous: &CameraStatus,
+    at: &CameraRef,
+    kind: &str,
+    name: &str,
+    why: &str,
+) -> Outcome {
+    let message = format!(
+        "{kind} {}/{name} already exists and {why}; Kamera leaves it untouched and applies nothing for this camera (rename the Camera or remove that {kind})",
+        at.namespace
+    );
+    warn!(camera = %at.name, namespace = %at.namespace, %kind, %name, "name conflict with an object Kamera did not create");
+    Outcome::hold(
+        previous,
+        Cond::no(READY, "NameConflict", message),
+        Action::requeue(RETRY),
+    )
+}
+
+/// Applies the operator-made publish key Secret, unless a Secret of that name is not ours.
+async fn apply_publish_key(
+    ctx: &Context,
+    camera: &Camera,
+    at: &CameraRef,
+    uid: &str,
+    key: &str,
+) -> Result<(), Error> {
+    let secret = build_publish_key_secret(camera, at, key);
+    let name = secret.name_any();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
+    let existing = api.get_opt(&name).await.map_err(|source| Error::Get {
+        kind: "Secret",
+        namespace: at.namespace.clone(),
+        name: name.clone(),
+        source,
+    })?;
+    let meta: Option<&ObjectMeta> = existing.as_ref().map(|s| &s.metadata);
+    if let Ownership::Foreign(why) = ownership(meta, &at.name, uid) {
+        warn!(camera = %at.name, namespace = %at.namespace, secret = %name, %why, "publish key Secret not ours; left untouched");
+        return Ok(());
+    }
+    apply(ctx, at, &secret).await.map(|_| ())
+}
+
+/// Server-side apply of one owned object.
+async fn apply<K>(ctx: &Context, at: &CameraRef, object: &K) -> Result<K, Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -272,37 +523,27 @@ where
 {
     let name = object.name_any();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &at.namespace);
-    match api
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(object),
-        )
-        .await
-    {
-        Ok(applied) => Ok(applied),
-        Err(source) => {
-            let kind = K::kind(&()).to_string();
-            warn!(camera = %at.name, namespace = %at.namespace, %kind, %name, error = %source, "apply failed");
-            let event = Event {
-                type_: EventType::Warning,
-                reason: "ApplyFailed".into(),
-                note: Some(format!("applying {kind} {name}: {source}")),
-                action: "Apply".into(),
-                secondary: None,
-            };
-            // The apply error is what matters; a failed event is only logged.
-            if let Err(e) = ctx.recorder.publish(&event, &camera.object_ref(&())).await {
-                warn!(camera = %at.name, error = %e, "could not publish ApplyFailed event");
-            }
-            Err(Error::Apply {
-                kind: kind_name::<K>(),
-                namespace: at.namespace.clone(),
-                name,
-                source,
-            })
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(|source| {
+        warn!(camera = %at.name, namespace = %at.namespace, kind = kind_name::<K>(), %name, error = %source, "apply failed");
+        Error::Apply {
+            kind: kind_name::<K>(),
+            namespace: at.namespace.clone(),
+            name,
+            source,
         }
-    }
+    })
+}
+
+/// Adds an `ApplyFailed` warning for `error` and hands the error back.
+fn warned(events: &mut Vec<Note>, error: Error) -> Error {
+    events.push(Note::warning("ApplyFailed", "Apply", error.to_string()));
+    error
 }
 
 fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
@@ -339,20 +580,45 @@ async fn read_stream_key(
         .filter(|key| !key.is_empty()))
 }
 
-fn attached(processors: &[ResolvedProcessor], worker_available: bool) -> Vec<AttachedProcessor> {
-    processors
+/// What an update of the worker pod changed, for its event.
+fn describe_update(
+    previous: &CameraStatus,
+    processors: &[ResolvedProcessor],
+    image: &str,
+) -> String {
+    let before: BTreeSet<&str> = previous
+        .processors
         .iter()
-        .map(|p| AttachedProcessor {
-            name: p.name.clone(),
-            ready: worker_available,
-            message: p.note.clone(),
-        })
-        .collect()
+        .map(|p| p.name.as_str())
+        .collect();
+    let after: BTreeSet<&str> = processors.iter().map(|p| p.name.as_str()).collect();
+    let mut parts = Vec::new();
+    let attached: Vec<&str> = after.difference(&before).copied().collect();
+    let detached: Vec<&str> = before.difference(&after).copied().collect();
+    if !attached.is_empty() {
+        parts.push(format!("attached processor(s) {}", attached.join(", ")));
+    }
+    if !detached.is_empty() {
+        parts.push(format!("detached processor(s) {}", detached.join(", ")));
+    }
+    if parts.is_empty() {
+        parts.push("its configuration changed".to_string());
+    }
+    format!(
+        "updated the worker pod ({}; image {image})",
+        parts.join("; ")
+    )
 }
 
 /// The previous condition of a type, carried over unchanged.
-fn keep(previous: &CameraStatus, type_: &'static str) -> Option<Cond> {
+fn keep(previous: &CameraStatus, type_: &str) -> Option<Cond> {
     let c = find(&previous.conditions, type_)?;
+    let type_: &'static str = match c.type_.as_str() {
+        READY => READY,
+        PROCESSORS_READY => PROCESSORS_READY,
+        crate::reconcile::status::RECORDING => crate::reconcile::status::RECORDING,
+        _ => return None,
+    };
     Some(Cond {
         type_,
         ok: c.status == "True",
@@ -362,29 +628,17 @@ fn keep(previous: &CameraStatus, type_: &'static str) -> Option<Cond> {
 }
 
 /// A Warning event, unless the same condition already says the same.
-fn warn_if_new(previous: &CameraStatus, type_: &str, reason: &str, message: &str) -> Vec<Event> {
-    let same = find(&previous.conditions, type_)
-        .is_some_and(|c| c.reason == reason && c.message == message);
-    if same {
+fn warn_if_new(previous: &CameraStatus, cond: &Cond) -> Vec<Note> {
+    let same = find(&previous.conditions, cond.type_)
+        .is_some_and(|c| c.reason == cond.reason && c.message == cond.message);
+    if same || cond.ok {
         return Vec::new();
     }
-    vec![Event {
-        type_: EventType::Warning,
-        reason: reason.into(),
-        note: Some(message.into()),
-        action: "Reconcile".into(),
-        secondary: None,
-    }]
-}
-
-fn normal(reason: &str, note: &str) -> Event {
-    Event {
-        type_: EventType::Normal,
-        reason: reason.into(),
-        note: Some(note.into()),
-        action: "Reconcile".into(),
-        secondary: None,
-    }
+    vec![Note::warning(
+        &cond.reason,
+        "Reconcile",
+        cond.message.clone(),
+    )]
 }
 
 #[cfg(test)]

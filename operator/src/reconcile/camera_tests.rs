@@ -1,24 +1,33 @@
-//! The Camera reconciler against a mock API server: the exact requests it sends.
+//! The Camera reconciler against the in-process fake API: what it writes, what it leaves alone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{Method, StatusCode};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use serde_json::Value;
 
 use super::*;
-use crate::controller::Context;
+use crate::crd::camera::AttachedProcessor;
 use crate::crd::processor::{FrameProcessor, FrameProcessorSpec, GpuSpec};
-use crate::fixtures::{Expect, Received, Reply};
+use crate::fixtures::kubelet::{kubelet_step, restarting, run_pod};
+use crate::fixtures::{context_on, test_settings, FakeApi, Received};
+use crate::reconcile::names::labels;
+use crate::reconcile::status::RECORDING;
 use crate::reconcile::test_camera;
+use crate::rollout::RolloutGate;
 
 const PVC: &str = "/api/v1/namespaces/cams/persistentvolumeclaims/lobby-recordings";
 const SVC: &str = "/api/v1/namespaces/cams/services/lobby";
 const DEPLOY: &str = "/apis/apps/v1/namespaces/cams/deployments/lobby";
 const STATUS: &str = "/apis/kamera.dev/v1alpha1/namespaces/cams/cameras/lobby/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/cams/events";
+const IMAGE: &str = "kamera-worker:1";
 
-fn lobby() -> Camera {
-    let mut cam = test_camera("lobby");
+fn camera(name: &str) -> Camera {
+    let mut cam = test_camera(name);
     cam.metadata.labels = Some(BTreeMap::from([("zone".to_string(), "lobby".to_string())]));
     cam
 }
@@ -43,31 +52,43 @@ fn processor(name: &str, gpu_node: Option<&str>) -> FrameProcessor {
     fp
 }
 
-async fn run(
-    cam: Camera,
-    processors: Vec<FrameProcessor>,
-    script: Vec<Expect>,
-) -> (Result<Action, Error>, Vec<Received>) {
-    let (ctx, server): (Arc<Context>, _) = Context::test(vec![cam.clone()], processors);
-    let served = server.run(script);
-    let result = tokio::time::timeout(Duration::from_secs(5), reconcile(Arc::new(cam), ctx))
-        .await
-        .expect("reconcile finished: it sent no request the script lacks");
-    let received = tokio::time::timeout(Duration::from_secs(1), served)
-        .await
-        .expect("every scripted request came")
-        .expect("mock server task");
-    (result, received)
+/// A fake API holding these Cameras and processors.
+fn api_with(cameras: &[Camera], processors: &[FrameProcessor]) -> FakeApi {
+    let api = FakeApi::new();
+    for c in cameras {
+        api.insert(c);
+    }
+    for p in processors {
+        api.insert(p);
+    }
+    api
 }
 
-fn status_of(request: &Received) -> CameraStatus {
-    serde_json::from_value(request.body["status"].clone()).expect("status body")
+/// Reconciles the Camera `name` as the API holds it now, with caches filled from the API.
+async fn reconcile_on(
+    api: &FakeApi,
+    name: &str,
+    image: &str,
+    gate: &Arc<RolloutGate>,
+) -> Result<Action, Error> {
+    let ctx = context_on(api, test_settings(image), gate);
+    let cam = api.get::<Camera>("cams", name).expect("camera in the API");
+    tokio::time::timeout(Duration::from_secs(5), reconcile(Arc::new(cam), ctx))
+        .await
+        .expect("reconcile finished")
 }
 
-fn condition<'a>(
-    status: &'a CameraStatus,
-    type_: &str,
-) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+async fn once(api: &FakeApi, name: &str) -> Result<Action, Error> {
+    reconcile_on(api, name, IMAGE, &Arc::new(RolloutGate::new(2))).await
+}
+
+fn status_of(api: &FakeApi, name: &str) -> CameraStatus {
+    api.get::<Camera>("cams", name)
+        .and_then(|c| c.status)
+        .expect("status written")
+}
+
+fn condition<'a>(status: &'a CameraStatus, type_: &str) -> &'a Condition {
     find(&status.conditions, type_).unwrap_or_else(|| panic!("condition {type_}"))
 }
 
@@ -80,24 +101,30 @@ fn containers(deployment: &Value) -> Vec<String> {
         .collect()
 }
 
-fn with_status(mut cam: Camera, status: CameraStatus) -> Camera {
-    cam.status = Some(status);
-    cam
+fn events(api: &FakeApi) -> Vec<Received> {
+    api.writes_to(EVENTS)
+}
+
+fn event_reasons(api: &FakeApi) -> Vec<String> {
+    events(api)
+        .iter()
+        .map(|e| e.body["reason"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 #[tokio::test]
-async fn new_camera_is_applied_server_side_then_gets_an_event_and_status() {
-    let cam = lobby();
-    let script = vec![
-        Expect::apply(PVC),
-        Expect::apply(SVC),
-        Expect::apply(DEPLOY),
-        Expect::event("cams"),
-        Expect::status(STATUS, serde_json::to_value(&cam).expect("json")),
-    ];
-    let (result, got) = run(cam, vec![processor("motion", None)], script).await;
-    result.expect("reconciled");
-    for apply in &got[..3] {
+async fn a_new_camera_is_created_server_side_with_rights_the_chart_grants() {
+    let api = api_with(&[camera("lobby")], &[processor("motion", None)]);
+    once(&api, "lobby").await.expect("reconciled");
+
+    let applies: Vec<Received> = api
+        .received()
+        .into_iter()
+        .filter(|r| r.method == Method::PATCH && !r.path.ends_with("/status"))
+        .collect();
+    let paths: Vec<&str> = applies.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, [PVC, SVC, DEPLOY]);
+    for apply in &applies {
         assert!(
             apply.query.contains("fieldManager=kamera-operator"),
             "{}",
@@ -105,181 +132,363 @@ async fn new_camera_is_applied_server_side_then_gets_an_event_and_status() {
         );
         assert!(apply.query.contains("force=true"), "{}", apply.query);
         assert_eq!(apply.content_type, "application/apply-patch+yaml");
-        assert_eq!(
-            apply.body["metadata"]["ownerReferences"][0]["kind"],
-            "Camera"
-        );
     }
-    assert_eq!(got[1].body["spec"]["ports"][0]["port"], 1935);
-    assert_eq!(containers(&got[2].body), ["worker", "processor-motion"]);
-    assert_eq!(got[2].body["spec"]["strategy"]["type"], "Recreate");
-    assert_eq!(got[3].body["reason"], "Created");
-    assert_eq!(got[3].body["type"], "Normal");
-    let status = status_of(&got[4]);
+    let deployment = &applies[2].body;
+    assert_eq!(
+        deployment["metadata"]["ownerReferences"][0]["kind"],
+        "Camera"
+    );
+    assert_eq!(containers(deployment), ["worker", "processor-motion"]);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(applies[1].body["spec"]["publishNotReadyAddresses"], true);
+    assert!(
+        applies[0].body["metadata"]["ownerReferences"].is_null(),
+        "recordings are retained by default: the claim has no owner"
+    );
+    // Every apply created its object, so it needed `create` as well as `patch`.
+    api.assert_rbac();
+
+    let status = status_of(&api, "lobby");
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(condition(&status, READY).reason, "WorkerStarting");
-    assert_eq!(condition(&status, PROCESSORS_READY).status, "True");
+    assert_eq!(condition(&status, PROCESSORS_READY).status, "False");
+    assert_eq!(status.processor_summary.as_deref(), Some("0/1"));
     assert_eq!(
         status.ingest_url.as_deref(),
         Some("rtmp://lobby.cams.svc:1935/live/lobby")
     );
+    let created = events(&api)
+        .into_iter()
+        .find(|e| e.body["reason"] == "Created")
+        .expect("Created event");
     assert_eq!(
-        status.playback_url.as_deref(),
-        Some("http://lobby.cams.svc:8080/hls/lobby/index.m3u8")
+        created.body["note"],
+        "created the recordings claim, Service, worker Deployment"
     );
-    assert_eq!(status.processor_summary.as_deref(), Some("0/1"));
-    assert!(status.config_hash.is_some());
 }
 
 #[tokio::test]
-async fn a_second_reconcile_with_no_change_writes_no_status_and_no_event() {
-    let first_script = vec![
-        Expect::apply(PVC),
-        Expect::apply(SVC),
-        Expect::apply(DEPLOY),
-        Expect::event("cams"),
-        Expect::status(STATUS, serde_json::to_value(lobby()).expect("json")),
-    ];
-    let (_, first) = run(lobby(), vec![], first_script).await;
-    let settled = with_status(lobby(), status_of(&first[4]));
-    let again = vec![
-        Expect::apply(PVC),
-        Expect::apply(SVC),
-        Expect::apply(DEPLOY),
-    ];
-    let (result, second) = run(settled, vec![], again).await;
-    result.expect("reconciled");
+async fn a_camera_without_recording_is_not_told_it_got_a_claim() {
+    let mut cam = camera("lobby");
+    cam.spec.recording.enabled = false;
+    let api = api_with(&[cam], &[]);
+    once(&api, "lobby").await.expect("reconciled");
+    assert!(api.writes_to(PVC).is_empty());
+    let notes: Vec<String> = events(&api)
+        .iter()
+        .map(|e| e.body["note"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        notes.contains(&"created the Service, worker Deployment".to_string()),
+        "{notes:?}"
+    );
     assert_eq!(
-        second[2].body, first[2].body,
-        "the same Deployment is applied again"
+        condition(&status_of(&api, "lobby"), RECORDING).reason,
+        "Disabled"
+    );
+}
+
+#[tokio::test]
+async fn a_second_reconcile_with_nothing_changed_writes_nothing() {
+    let api = api_with(&[camera("lobby")], &[processor("motion", None)]);
+    once(&api, "lobby").await.expect("first");
+    run_pod(&api, "lobby", &[]);
+    once(&api, "lobby")
+        .await
+        .expect("second: status from the pod");
+    let before = api.received().len();
+    once(&api, "lobby").await.expect("third");
+    let writes: Vec<String> = api.received()[before..]
+        .iter()
+        .filter(|r| r.is_write())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(writes.is_empty(), "an unchanged camera wrote {writes:?}");
+    let status = status_of(&api, "lobby");
+    assert_eq!(condition(&status, READY).reason, "WorkerReady");
+    assert_eq!(condition(&status, PROCESSORS_READY).status, "True");
+}
+
+#[tokio::test]
+async fn a_service_kamera_did_not_create_is_left_untouched_and_reported() {
+    let api = api_with(&[camera("lobby")], &[]);
+    let mut theirs = Service::default();
+    theirs.metadata.name = Some("lobby".into());
+    theirs.metadata.namespace = Some("cams".into());
+    api.insert(&theirs);
+
+    once(&api, "lobby").await.expect("reconciled");
+    let applies: Vec<_> = api
+        .received()
+        .into_iter()
+        .filter(|r| r.method == Method::PATCH && !r.path.ends_with("/status"))
+        .collect();
+    assert!(applies.is_empty(), "applied {applies:?}");
+    let status = status_of(&api, "lobby");
+    let ready = condition(&status, READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NameConflict")
+    );
+    assert!(
+        ready.message.contains("Service cams/lobby"),
+        "{}",
+        ready.message
+    );
+    assert!(event_reasons(&api).contains(&"NameConflict".to_string()));
+    let svc: Service = api.get("cams", "lobby").expect("still there");
+    assert_eq!(
+        svc.metadata.owner_references, None,
+        "not adopted, not owned"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_looping_processor_keeps_the_camera_routable_and_says_why() {
+    let api = api_with(&[camera("lobby")], &[processor("yolo", None)]);
+    once(&api, "lobby").await.expect("created");
+    run_pod(&api, "lobby", &[("processor-yolo", "CrashLoopBackOff")]);
+    once(&api, "lobby").await.expect("observed");
+
+    let svc: Service = api.get("cams", "lobby").expect("service");
+    assert_eq!(
+        svc.spec.and_then(|s| s.publish_not_ready_addresses),
+        Some(true),
+        "the NotReady pod stays behind its Service"
+    );
+    let status = status_of(&api, "lobby");
+    assert_eq!(
+        condition(&status, READY).status,
+        "True",
+        "the worker alone decides Ready"
+    );
+    let processors = condition(&status, PROCESSORS_READY);
+    assert_eq!(
+        (processors.status.as_str(), processors.reason.as_str()),
+        ("False", "CrashLoopBackOff")
+    );
+    assert!(
+        processors.message.contains("yolo"),
+        "{}",
+        processors.message
+    );
+    assert_eq!(status.processor_summary.as_deref(), Some("0/1"));
+    assert!(event_reasons(&api).contains(&"CrashLoopBackOff".to_string()));
+}
+
+#[tokio::test]
+async fn a_refused_claim_is_a_condition_and_the_stream_still_gets_its_pod() {
+    let api = api_with(&[camera("lobby")], &[]);
+    api.fail(
+        Method::PATCH,
+        PVC,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "spec.resources.requests.storage: Forbidden: field can not be less than previous value",
+    );
+    once(&api, "lobby")
+        .await
+        .expect("reconciled despite the claim");
+    assert!(api.get::<Service>("cams", "lobby").is_some());
+    assert!(api.get::<Deployment>("cams", "lobby").is_some());
+    let status = status_of(&api, "lobby");
+    let recording = condition(&status, RECORDING);
+    assert_eq!(recording.reason, "ClaimFailed");
+    assert!(
+        recording.message.contains("less than previous value"),
+        "{}",
+        recording.message
+    );
+    assert!(event_reasons(&api).contains(&"ClaimFailed".to_string()));
+}
+
+#[tokio::test]
+async fn a_refused_event_never_keeps_the_status_from_being_written() {
+    let api = api_with(&[camera("lobby")], &[]);
+    api.fail(
+        Method::POST,
+        EVENTS,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "note too long",
+    );
+    once(&api, "lobby").await.expect("reconciled");
+    assert_eq!(api.writes_to(STATUS).len(), 1);
+    assert_eq!(
+        condition(&status_of(&api, "lobby"), READY).reason,
+        "WorkerStarting"
+    );
+}
+
+#[tokio::test]
+async fn a_retained_claim_is_adopted_by_a_camera_of_the_same_name() {
+    let api = api_with(&[camera("lobby")], &[]);
+    let mut kept = PersistentVolumeClaim::default();
+    kept.metadata.name = Some("lobby-recordings".into());
+    kept.metadata.namespace = Some("cams".into());
+    kept.metadata.labels = Some(labels("lobby"));
+    api.insert(&kept);
+    once(&api, "lobby").await.expect("reconciled");
+    assert_eq!(
+        api.writes_to(PVC).len(),
+        1,
+        "the retained claim is applied, not refused"
+    );
+    assert_ne!(
+        condition(&status_of(&api, "lobby"), READY).reason,
+        "NameConflict"
     );
 }
 
 #[tokio::test]
 async fn conflicting_gpu_processors_leave_the_pod_and_report_why() {
-    let previous = CameraStatus {
-        config_hash: Some("running".into()),
-        conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-            type_: READY.into(),
-            status: "True".into(),
-            reason: "WorkerAvailable".into(),
-            message: "the worker is running".into(),
-            observed_generation: Some(1),
-            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                Timestamp::from_second(1_000).expect("valid"),
-            ),
-        }],
-        ..Default::default()
-    };
-    let cam = with_status(lobby(), previous);
-    let script = vec![
-        Expect::event("cams"),
-        Expect::status(STATUS, serde_json::to_value(&cam).expect("json")),
-    ];
-    let processors = vec![
-        processor("yolo-l4", Some("l4")),
-        processor("yolo-h100", Some("h100")),
-    ];
-    let (result, got) = run(cam, processors, script).await;
-    result.expect("reconciled");
-    assert_eq!(got[0].body["type"], "Warning");
-    assert_eq!(got[0].body["reason"], "SchedulingConflict");
-    let status = status_of(&got[1]);
-    let processors_ready = condition(&status, PROCESSORS_READY);
+    let api = api_with(&[camera("lobby")], &[]);
+    once(&api, "lobby").await.expect("created");
+    let before = api.writes_to(DEPLOY).len();
+    api.insert(&processor("yolo-l4", Some("l4")));
+    api.insert(&processor("yolo-h100", Some("h100")));
+    once(&api, "lobby").await.expect("reconciled");
     assert_eq!(
-        (
-            processors_ready.status.as_str(),
-            processors_ready.reason.as_str()
-        ),
-        ("False", "SchedulingConflict")
+        api.writes_to(DEPLOY).len(),
+        before,
+        "the running pod is left as it is"
     );
+    let status = status_of(&api, "lobby");
+    let processors_ready = condition(&status, PROCESSORS_READY);
+    assert_eq!(processors_ready.reason, "SchedulingConflict");
     assert!(
         processors_ready.message.contains("gpu"),
         "{}",
         processors_ready.message
     );
-    assert_eq!(
-        condition(&status, READY).status,
-        "True",
-        "the running pod is left as it is"
-    );
-    assert_eq!(status.config_hash.as_deref(), Some("running"));
+    assert!(event_reasons(&api).contains(&"SchedulingConflict".to_string()));
 }
 
 #[tokio::test]
-async fn a_deleted_processor_loses_its_sidecar() {
-    let previous = CameraStatus {
-        config_hash: Some("with-two-processors".into()),
-        processors: vec![
-            AttachedProcessor {
-                name: "motion".into(),
-                ready: true,
-                message: None,
-            },
-            AttachedProcessor {
-                name: "yolo".into(),
-                ready: true,
-                message: None,
-            },
-        ],
-        ..Default::default()
-    };
-    let cam = with_status(lobby(), previous);
-    let script = vec![
-        Expect::apply(PVC),
-        Expect::apply(SVC),
-        Expect::apply(DEPLOY),
-        Expect::event("cams"),
-        Expect::status(STATUS, serde_json::to_value(&cam).expect("json")),
-    ];
-    let (result, got) = run(cam, vec![processor("motion", None)], script).await;
-    result.expect("reconciled");
-    assert_eq!(containers(&got[2].body), ["worker", "processor-motion"]);
-    assert_eq!(got[3].body["reason"], "Updated");
-    let names: Vec<_> = status_of(&got[4])
-        .processors
+async fn a_deleted_processor_loses_its_sidecar_and_the_event_says_so() {
+    let api = api_with(
+        &[camera("lobby")],
+        &[processor("motion", None), processor("yolo", None)],
+    );
+    once(&api, "lobby").await.expect("created");
+    api.remove::<FrameProcessor>("cams", "yolo");
+    once(&api, "lobby").await.expect("updated");
+    let deployment: Deployment = api.get("cams", "lobby").expect("deployment");
+    let names: Vec<String> = deployment
+        .spec
+        .template
+        .spec
+        .map(|s| s.containers.into_iter().map(|c| c.name).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["worker", "processor-motion"]);
+    let updated = events(&api)
         .into_iter()
-        .map(|p| p.name)
-        .collect();
-    assert_eq!(names, ["motion"]);
-}
-
-#[tokio::test]
-async fn a_failed_apply_is_an_error_and_a_warning_event() {
-    let script = vec![
-        Expect::apply(PVC),
-        Expect::apply(SVC),
-        Expect {
-            method: http::Method::PATCH,
-            path: DEPLOY.into(),
-            reply: Reply::Status(StatusCode::INTERNAL_SERVER_ERROR),
-        },
-        Expect::event("cams"),
-    ];
-    let (result, got) = run(lobby(), vec![], script).await;
-    assert!(
-        matches!(
-            result,
-            Err(Error::Apply {
-                kind: "Deployment",
-                ..
-            })
-        ),
-        "{result:?}"
-    );
-    assert_eq!(got[3].body["reason"], "ApplyFailed");
+        .find(|e| e.body["reason"] == "Updated")
+        .expect("Updated event");
+    let note = updated.body["note"].as_str().unwrap_or_default();
+    assert!(note.contains("detached processor(s) yolo"), "{note}");
+    assert!(!note.contains("motion"), "{note}");
+    let attached: Vec<AttachedProcessor> = status_of(&api, "lobby").processors;
+    assert_eq!(attached.len(), 1);
 }
 
 #[tokio::test]
 async fn an_invalid_spec_is_reported_without_applying_anything() {
-    let mut cam = lobby();
+    let mut cam = camera("lobby");
     cam.spec.hls.part_duration = "soon".into();
-    let script = vec![
-        Expect::event("cams"),
-        Expect::status(STATUS, serde_json::to_value(&cam).expect("json")),
-    ];
-    let (result, got) = run(cam, vec![], script).await;
-    result.expect("reconciled");
-    assert_eq!(got[0].body["reason"], "InvalidSpec");
-    assert_eq!(condition(&status_of(&got[1]), READY).reason, "InvalidSpec");
+    let api = api_with(&[cam], &[]);
+    once(&api, "lobby").await.expect("reconciled");
+    assert!(api.writes_to(DEPLOY).is_empty());
+    assert_eq!(
+        condition(&status_of(&api, "lobby"), READY).reason,
+        "InvalidSpec"
+    );
+    assert!(event_reasons(&api).contains(&"InvalidSpec".to_string()));
+}
+
+#[tokio::test]
+async fn a_new_default_image_restarts_at_most_max_cameras_at_a_time() {
+    let names: Vec<String> = (0..10).map(|i| format!("cam-{i}")).collect();
+    let cameras: Vec<Camera> = names.iter().map(|n| camera(n)).collect();
+    let api = api_with(&cameras, &[]);
+    let gate = Arc::new(RolloutGate::new(2));
+    for n in &names {
+        reconcile_on(&api, n, "kamera-worker:1", &gate)
+            .await
+            .expect("created");
+    }
+    for _ in 0..2 {
+        kubelet_step(&api);
+    }
+    assert!(restarting(&api).is_empty(), "all ten run version 1");
+
+    // The operator is upgraded: a new default worker image.
+    let mut most = 0;
+    for round in 0..40 {
+        for n in &names {
+            reconcile_on(&api, n, "kamera-worker:2", &gate)
+                .await
+                .expect("reconciled");
+            let now = restarting(&api);
+            most = most.max(now.len());
+            assert!(
+                now.len() <= 2,
+                "round {round}: {} restarting at once: {now:?}",
+                now.len()
+            );
+        }
+        kubelet_step(&api);
+        let images: Vec<String> = api
+            .all::<Pod>()
+            .into_iter()
+            .filter_map(|p| p.spec?.containers.first()?.image.clone())
+            .collect();
+        if restarting(&api).is_empty()
+            && images.iter().all(|i| i == "kamera-worker:2")
+            && images.len() == 10
+        {
+            assert_eq!(most, 2, "the rollout used its two slots");
+            assert!(event_reasons(&api).contains(&"UpdateQueued".to_string()));
+            return;
+        }
+    }
+    panic!("the rollout did not finish in 40 rounds");
+}
+
+#[tokio::test]
+async fn a_change_to_the_cameras_own_spec_is_not_throttled() {
+    let names: Vec<String> = (0..3).map(|i| format!("cam-{i}")).collect();
+    let cameras: Vec<Camera> = names.iter().map(|n| camera(n)).collect();
+    let api = api_with(&cameras, &[]);
+    let gate = Arc::new(RolloutGate::new(1));
+    for n in &names {
+        reconcile_on(&api, n, "kamera-worker:1", &gate)
+            .await
+            .expect("created");
+    }
+    kubelet_step(&api);
+    kubelet_step(&api);
+    // cam-0 takes the only slot for an image change and stays restarting.
+    reconcile_on(&api, "cam-0", "kamera-worker:2", &gate)
+        .await
+        .expect("admitted");
+    assert_eq!(restarting(&api), ["cam-0"]);
+    // The user edits cam-1: that restart goes ahead at once.
+    let mut edited = api.get::<Camera>("cams", "cam-1").expect("cam-1");
+    edited.spec.frames.fps = 2.0;
+    edited.metadata.generation = Some(2);
+    api.insert(&edited);
+    reconcile_on(&api, "cam-1", "kamera-worker:1", &gate)
+        .await
+        .expect("applied");
+    let d: Deployment = api.get("cams", "cam-1").expect("deployment");
+    let args = d
+        .spec
+        .template
+        .spec
+        .map(|s| s.containers[0].args.clone().unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--frame-fps" && w[1] == "2"),
+        "{args:?}"
+    );
 }

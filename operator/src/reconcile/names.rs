@@ -8,6 +8,9 @@ pub const FIELD_MANAGER: &str = "kamera-operator";
 pub const CAMERA_LABEL: &str = "kamera.dev/camera";
 /// Pod template annotation whose change rolls the pod (stream key, processors).
 pub const CONFIG_HASH_ANNOTATION: &str = "kamera.dev/config-hash";
+/// Deployment annotation: the Camera generation it was last applied for. A different one means
+/// the user changed this camera's spec, whose restart is never throttled.
+pub const CAMERA_GENERATION_ANNOTATION: &str = "kamera.dev/camera-generation";
 /// Mount point of the volume shared by the worker and its processors (socket + frames).
 pub const SHARED_DIR: &str = "/var/run/kamera";
 /// The frame socket inside the pod.

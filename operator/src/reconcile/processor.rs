@@ -9,7 +9,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use crate::controller::Context;
+use crate::context::Context;
 use crate::crd::camera::Camera;
 use crate::crd::processor::{FrameProcessor, FrameProcessorStatus};
 use crate::error::Error;
@@ -69,12 +69,13 @@ pub fn processor_status(
 
 /// Reconciles one FrameProcessor: writes `matchedCameras` and `Ready` when they change.
 pub async fn reconcile(processor: Arc<FrameProcessor>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.stores.wait_ready(Duration::from_secs(30)).await?;
     let _timer = ctx.metrics.reconcile_timer("frameprocessor");
     let name = processor.meta().name.clone().ok_or(Error::Unnamed {
         kind: "FrameProcessor",
     })?;
     let namespace = processor.namespace().unwrap_or_else(|| "default".into());
-    let matched = matched_cameras(&processor, &ctx.cameras.state());
+    let matched = matched_cameras(&processor, &ctx.stores.cameras.state());
     let status = processor_status(&processor, matched, Timestamp::now());
     if processor.status.as_ref() != Some(&status) {
         let api: Api<FrameProcessor> = Api::namespaced(ctx.client.clone(), &namespace);

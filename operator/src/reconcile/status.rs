@@ -8,6 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 pub const READY: &str = "Ready";
 /// Every attached processor runs as a sidecar.
 pub const PROCESSORS_READY: &str = "ProcessorsReady";
+/// The recordings claim is there and bound (or recording is off).
+pub const RECORDING: &str = "Recording";
 
 /// A condition as the reconciler computes it, before transition times are settled.
 #[derive(Debug, Clone, PartialEq, Eq)]
