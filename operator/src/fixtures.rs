@@ -148,6 +148,12 @@ impl ApiServerVerifier {
     }
 }
 
+/// A client that talks to the returned mock API server.
+pub fn mock_client(namespace: &str) -> (Client, ApiServerVerifier) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, namespace), ApiServerVerifier(handle))
+}
+
 /// A store holding `objects`, as a watch would have filled it.
 pub fn store_of<K>(objects: Vec<K>) -> Store<K>
 where
