@@ -10,7 +10,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kamera_operator::context::{Settings, WorkerDefaults};
 use kamera_operator::controller;
 use kamera_operator::crd::{crd_file_name, crd_yaml, crds, Camera, FrameProcessor};
-use kamera_operator::leader::{acquire, LeaseSettings};
+use kamera_operator::leader::{Candidate, Leadership, Timings};
 use kamera_operator::metrics::{self, Metrics};
 use kamera_operator::render;
 use kube::{Api, Client};
@@ -86,6 +86,17 @@ struct RunArgs {
     /// `priorityClassName` (the chart sets it from `worker.*`).
     #[arg(long, env = "KAMERA_WORKER_DEFAULTS", default_value = "{}", value_parser = parse_worker_defaults)]
     worker_defaults: WorkerDefaults,
+    /// How long followers wait, after the Lease last changed, before taking it over.
+    #[arg(long, env = "KAMERA_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// The leader stops (and exits) when it could not renew the Lease for this long; shorter
+    /// than --lease-duration.
+    #[arg(long, env = "KAMERA_RENEW_DEADLINE", default_value = "10s", value_parser = humantime::parse_duration)]
+    renew_deadline: Duration,
+    /// How often the Lease is renewed or campaigned for, and the timeout of each call; shorter
+    /// than --renew-deadline.
+    #[arg(long, env = "KAMERA_RETRY_PERIOD", default_value = "2s", value_parser = humantime::parse_duration)]
+    retry_period: Duration,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "KAMERA_LOG", default_value = "info")]
     log: String,
@@ -146,6 +157,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
         .init();
+    let timings = Timings::new(args.lease_duration, args.renew_deadline, args.retry_period)
+        .context("leader election timings")?;
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
@@ -166,45 +179,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let leadership = if args.no_leader_election {
         None
     } else {
-        let lease_ns = args
-            .lease_namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns);
-        let settings = LeaseSettings {
-            name: args.lease_name.clone(),
-            identity: identity.clone(),
-            duration: Duration::from_secs(15),
-        };
-        info!(lease = %args.lease_name, namespace = %lease_ns, %identity, "waiting for leadership");
-        match acquire(leases, settings, shutdown.clone()).await {
-            Some(lost) => Some(lost),
+        match elect(&client, &args, timings, &identity, &shutdown).await {
+            Some(leadership) => Some(leadership),
             None => return Ok(()),
         }
     };
-    let stop = shutdown.clone();
-    if let Some(lost) = leadership {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            lost.cancelled().await;
-            error!("lost leadership; stopping so that only one replica reconciles");
-            stop.cancel();
-        });
-    }
     let settings = Settings {
         worker_image: args.worker_image,
         worker_defaults: args.worker_defaults,
     };
-    controller::run(
+    let controllers = controller::run(
         client,
         args.namespace,
         settings,
         usize::from(args.max_concurrent_restarts),
         metrics,
         &identity,
-        stop,
-    )
-    .await;
+        shutdown.clone(),
+    );
+    reconcile_while_leading(controllers, leadership).await?;
     shutdown.cancel();
     signals.abort();
     server
@@ -216,6 +209,48 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn parse_worker_defaults(text: &str) -> Result<WorkerDefaults, String> {
     serde_json::from_str(text).map_err(|e| format!("not a worker defaults JSON object: {e}"))
+}
+
+/// Campaigns for the Lease until this replica leads; `None` when shut down first.
+async fn elect(
+    client: &Client,
+    args: &RunArgs,
+    timings: Timings,
+    identity: &str,
+    shutdown: &CancellationToken,
+) -> Option<Leadership> {
+    let namespace = args.lease_namespace.as_deref().unwrap_or("default");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    info!(lease = %args.lease_name, %namespace, %identity, "waiting for leadership");
+    let candidate = Candidate::new(leases, &args.lease_name, identity, timings);
+    candidate.acquire(shutdown).await
+}
+
+/// Runs the controllers to their graceful end, then hands the lease back. Should leadership be
+/// lost first, the controllers are dropped on the spot, cancelling every reconcile in flight (a
+/// graceful drain could write more while another replica leads), and the process fails.
+async fn reconcile_while_leading(
+    controllers: impl std::future::Future<Output = ()>,
+    leadership: Option<Leadership>,
+) -> anyhow::Result<()> {
+    let Some(mut leadership) = leadership else {
+        controllers.await;
+        return Ok(());
+    };
+    let lost = tokio::select! {
+        () = controllers => None,
+        lost = leadership.lost() => Some(lost),
+    };
+    match lost {
+        None => {
+            leadership.release().await;
+            Ok(())
+        }
+        Some(lost) => {
+            error!(reason = %lost, "lost leadership; exiting at once so that only one replica reconciles");
+            bail!("lost leadership: {lost}")
+        }
+    }
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {
