@@ -4,6 +4,7 @@
 `python3 scripts/gen_crd_docs.py` rewrites the file; `--check` fails if it is out of date
 (run by `make test`)."""
 
+import json
 import pathlib
 import sys
 
@@ -27,7 +28,7 @@ def type_of(s):
 def constraints(s):
     parts = []
     if "default" in s and not isinstance(s["default"], (dict, list)):
-        parts.append(f"default `{s['default']}`")
+        parts.append(f"default `{json.dumps(s['default']) if isinstance(s['default'], bool) else s['default']}`")
     if "enum" in s:
         parts.append("one of " + ", ".join(f"`{v}`" for v in s["enum"]))
     if "pattern" in s:
@@ -78,8 +79,11 @@ def render():
             "`kubectl get` columns: " + ", ".join(c["name"] for c in version.get("additionalPrinterColumns", [])) + ".",
             "",
         ]
-        for rule in schema.get("properties", {}).get("spec", {}).get("x-kubernetes-validations", []):
+        rules = schema.get("x-kubernetes-validations", []) + schema.get("properties", {}).get("spec", {}).get("x-kubernetes-validations", [])
+        for rule in rules:
             out.append(f"- Rule: {rule.get('message', rule['rule'])}")
+        if rules:
+            out.append("")
         for part in ("spec", "status"):
             s = schema.get("properties", {}).get(part)
             if not s:

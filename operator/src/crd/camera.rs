@@ -31,6 +31,8 @@ use super::{DURATION_PATTERN, SIZE_PATTERN};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
         .message("a Camera's name must be a DNS-1035 label (lower case letters, digits, '-', starting with a letter, at most 63 characters): it names its Service and its stream")
+        .field_path(".metadata.name")
+        .reason(Reason::FieldValueInvalid)
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CameraSpec {
@@ -147,7 +149,9 @@ fn default_segment_duration() -> String {
 /// Retention of recordings, by age and by total size (both may be set).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("has(self.maxAge) || has(self.maxSize)").message("retention needs maxAge, maxSize or both"))]
+#[x_kube(validation = Rule::new("has(self.maxAge) || has(self.maxSize)")
+    .message("retention needs maxAge, maxSize or both")
+    .reason(Reason::FieldValueRequired))]
 pub struct RetentionSpec {
     /// Delete recordings older than this, e.g. `7d`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -253,7 +257,10 @@ impl ServiceType {
 /// The worker's Service.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("!has(self.rtmpNodePort) || self.type != 'ClusterIP'").message("rtmpNodePort needs type NodePort or LoadBalancer"))]
+#[x_kube(validation = Rule::new("!has(self.rtmpNodePort) || self.type != 'ClusterIP'")
+    .message("rtmpNodePort needs type NodePort or LoadBalancer")
+    .field_path(".rtmpNodePort")
+    .reason(Reason::FieldValueForbidden))]
 pub struct ServiceSpec {
     /// `ClusterIP`, `NodePort` or `LoadBalancer`.
     #[serde(default, rename = "type")]

@@ -2,6 +2,7 @@
 
 pub mod camera;
 pub mod processor;
+pub mod schema;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -15,9 +16,12 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";
 /// Sizes in the units both Kubernetes quantities and the worker accept: `500M`, `80Gi`.
 pub const SIZE_PATTERN: &str = r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$";
 
-/// Every CRD of Kamera, in a stable order.
+/// Every CRD of Kamera, in a stable order, with the schema fix-ups of [`schema::finish_crd`].
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![Camera::crd(), FrameProcessor::crd()]
+        .into_iter()
+        .map(schema::finish_crd)
+        .collect()
 }
 
 /// Errors while rendering CRDs.

@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
         .message("a FrameProcessor's name must be a DNS-1035 label of at most 40 characters: it names a container")
+        .field_path(".metadata.name")
+        .reason(Reason::FieldValueInvalid)
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FrameProcessorSpec {

@@ -1,0 +1,246 @@
+//! The CRDs' CEL rules (`x-kubernetes-validations`), evaluated offline by kube-cel (kube's `cel`
+//! feature, with the Kubernetes quantity library) against the schemas `crds()` ships, the way
+//! the API server evaluates them on create and update (defaults applied first; transition rules
+//! only on update). What kube-cel does not do: type-check rules and estimate their cost, as the
+//! API server does when the CRD is applied.
+
+use std::path::{Path, PathBuf};
+
+use kamera_operator::crd::camera::{Camera, CameraSpec, RetentionSpec, ServiceType};
+use kamera_operator::crd::crds;
+use kamera_operator::crd::processor::{FrameProcessor, FrameProcessorSpec};
+use kube::core::cel::{compile_schema, CompiledSchema, ErrorKind, ValidationError, Validator};
+use serde::Serialize;
+use serde_json::Value;
+
+/// The `openAPIV3Schema` of the CRD for `kind`, as `crds()` renders it.
+fn schema(kind: &str) -> Value {
+    let crd = crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .unwrap_or_else(|| panic!("no CRD for {kind}"));
+    let schema = crd.spec.versions[0]
+        .schema
+        .clone()
+        .and_then(|s| s.open_api_v3_schema)
+        .expect("CRD has a schema");
+    serde_json::to_value(schema).expect("schema is JSON")
+}
+
+fn json(obj: &impl Serialize) -> Value {
+    serde_json::to_value(obj).expect("object is JSON")
+}
+
+/// The rule failures for `obj` of `kind` (created when `old` is `None`, else updated from `old`).
+fn failures(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<ValidationError> {
+    match Validator::new().validate(&schema(kind), obj, old) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.into_vec(),
+    }
+}
+
+fn camera_failures(cam: &Camera, old: Option<&Camera>) -> Vec<ValidationError> {
+    failures("Camera", &json(cam), old.map(json).as_ref())
+}
+
+fn processor_failures(fp: &FrameProcessor) -> Vec<ValidationError> {
+    failures("FrameProcessor", &json(fp), None)
+}
+
+/// The one failure expected, as (field path, reason, message).
+fn only(errors: &[ValidationError]) -> (&str, Option<&str>, &str) {
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let e = &errors[0];
+    assert_eq!(e.kind, ErrorKind::ValidationFailure, "{e:#?}");
+    (
+        e.field_path.as_str(),
+        e.reason.as_deref(),
+        e.message.as_str(),
+    )
+}
+
+fn camera(name: &str) -> Camera {
+    Camera::new(name, CameraSpec::default())
+}
+
+fn processor() -> FrameProcessor {
+    FrameProcessor::new(
+        "yolo",
+        FrameProcessorSpec {
+            image: "example/yolo:1".into(),
+            fps: 1.0,
+            max_in_flight: 1,
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn every_rule_compiles() {
+    fn walk(node: &CompiledSchema, kind: &str) {
+        let errors = node.compilation_errors();
+        assert!(errors.is_empty(), "{kind}: {errors:?}");
+        node.properties.values().for_each(|p| walk(p, kind));
+        node.items.iter().for_each(|i| walk(i, kind));
+        node.additional_properties
+            .iter()
+            .for_each(|a| walk(a, kind));
+    }
+    for kind in ["Camera", "FrameProcessor"] {
+        walk(&compile_schema(&schema(kind)), kind);
+    }
+}
+
+#[test]
+fn every_rule_has_a_reason_and_its_field_path_names_a_field() {
+    fn walk(node: &Value, at: &str, rules: &mut usize) {
+        for rule in node["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            *rules += 1;
+            assert!(rule["reason"].is_string(), "{at}: {rule}");
+            if let Some(path) = rule["fieldPath"].as_str() {
+                // The API server resolves a fieldPath against the structural schema.
+                let mut target = node;
+                for field in path.trim_start_matches('.').split('.') {
+                    target = &target["properties"][field];
+                    assert!(target.is_object(), "{at}: {path} is not a field");
+                }
+            }
+        }
+        for (name, child) in node["properties"].as_object().into_iter().flatten() {
+            walk(child, &format!("{at}.{name}"), rules);
+        }
+        if node["items"].is_object() {
+            walk(&node["items"], &format!("{at}[]"), rules);
+        }
+    }
+    let mut rules = 0;
+    walk(&schema("Camera"), "Camera", &mut rules);
+    walk(&schema("FrameProcessor"), "FrameProcessor", &mut rules);
+    assert_eq!(rules, 4, "a rule was added or lost: count it here");
+}
+
+#[test]
+fn the_default_camera_passes_on_create_and_on_an_unchanged_update() {
+    let cam = camera("front-door");
+    assert!(camera_failures(&cam, None).is_empty());
+    assert!(camera_failures(&cam, Some(&cam)).is_empty());
+}
+
+#[test]
+fn a_camera_name_that_cannot_name_a_service_is_refused_at_metadata_name() {
+    for bad in ["Front_Door", "front_door", "1cam", "cam-"] {
+        let errors = camera_failures(&camera(bad), None);
+        let (path, reason, message) = only(&errors);
+        assert_eq!(path, ".metadata.name", "{bad}");
+        assert_eq!(reason, Some("FieldValueInvalid"));
+        assert!(message.contains("DNS-1035 label"), "{message}");
+    }
+    assert!(camera_failures(&camera(&"a".repeat(63)), None).is_empty());
+    assert_eq!(
+        only(&camera_failures(&camera(&"a".repeat(64)), None)).0,
+        ".metadata.name"
+    );
+}
+
+#[test]
+fn a_processor_name_longer_than_a_container_name_allows_is_refused() {
+    let mut fp = processor();
+    assert!(processor_failures(&fp).is_empty());
+    fp.metadata.name = Some("a".repeat(41));
+    let errors = processor_failures(&fp);
+    assert_eq!(only(&errors).0, ".metadata.name");
+}
+
+#[test]
+fn empty_retention_is_refused() {
+    let mut cam = camera("front-door");
+    cam.spec.recording.retention = Some(RetentionSpec::default());
+    let errors = camera_failures(&cam, None);
+    let (path, reason, _) = only(&errors);
+    assert_eq!(path, "spec.recording.retention");
+    assert_eq!(reason, Some("FieldValueRequired"));
+}
+
+#[test]
+fn a_node_port_on_a_cluster_ip_service_is_refused_at_the_port() {
+    let mut cam = camera("front-door");
+    cam.spec.service.rtmp_node_port = Some(31935);
+    let errors = camera_failures(&cam, None);
+    assert_eq!(only(&errors).0, "spec.service.rtmpNodePort");
+    cam.spec.service.type_ = ServiceType::NodePort;
+    assert!(camera_failures(&cam, None).is_empty());
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn manifests(dir: &Path) -> Vec<(PathBuf, String, Value)> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("manifest is readable");
+            let obj: Value =
+                serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (path, text, obj)
+        })
+        .collect()
+}
+
+fn kind_of(obj: &Value) -> &str {
+    obj["kind"].as_str().expect("manifest has a kind")
+}
+
+#[test]
+fn every_example_passes_every_rule_on_create_and_on_reapply() {
+    let mut count = 0;
+    for dir in ["examples/cameras", "examples/processors"] {
+        for (path, _, obj) in manifests(&repo(dir)) {
+            let kind = kind_of(&obj);
+            let errors = failures(kind, &obj, None);
+            assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+            let errors = failures(kind, &obj, Some(&obj));
+            assert!(
+                errors.is_empty(),
+                "{} reapplied: {errors:#?}",
+                path.display()
+            );
+            count += 1;
+        }
+    }
+    assert!(count >= 6, "examples went missing: {count}");
+}
+
+/// Invalid manifests that only a CEL rule refuses say so in a `# rejected by CEL: <message>`
+/// line; `scripts/operator_validate.py` (JSON Schema only) leaves them to this test.
+#[test]
+fn invalid_manifests_marked_for_cel_are_refused_by_their_rule() {
+    let mut count = 0;
+    for (path, text, obj) in manifests(&repo("operator/tests/data/invalid")) {
+        let Some(expected) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# rejected by CEL:"))
+            .map(str::trim)
+        else {
+            continue;
+        };
+        let errors = failures(kind_of(&obj), &obj, None);
+        assert!(
+            errors.iter().any(|e| e.message.contains(expected)),
+            "{} should be refused with {expected:?}: {errors:#?}",
+            path.display()
+        );
+        count += 1;
+    }
+    assert!(count >= 1, "no manifest is marked for CEL: {count}");
+}
