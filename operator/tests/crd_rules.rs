@@ -63,6 +63,13 @@ fn camera(name: &str) -> Camera {
     Camera::new(name, CameraSpec::default())
 }
 
+fn camera_with_storage(size: &str, class: Option<&str>) -> Camera {
+    let mut cam = camera("front-door");
+    cam.spec.recording.storage.size = size.into();
+    cam.spec.recording.storage.storage_class_name = class.map(Into::into);
+    cam
+}
+
 fn processor() -> FrameProcessor {
     FrameProcessor::new(
         "yolo",
@@ -120,12 +127,12 @@ fn every_rule_has_a_reason_and_its_field_path_names_a_field() {
     let mut rules = 0;
     walk(&schema("Camera"), "Camera", &mut rules);
     walk(&schema("FrameProcessor"), "FrameProcessor", &mut rules);
-    assert_eq!(rules, 4, "a rule was added or lost: count it here");
+    assert_eq!(rules, 6, "a rule was added or lost: count it here");
 }
 
 #[test]
 fn the_default_camera_passes_on_create_and_on_an_unchanged_update() {
-    let cam = camera("front-door");
+    let cam = camera_with_storage("100Gi", Some("fast"));
     assert!(camera_failures(&cam, None).is_empty());
     assert!(camera_failures(&cam, Some(&cam)).is_empty());
 }
@@ -153,6 +160,66 @@ fn a_processor_name_longer_than_a_container_name_allows_is_refused() {
     fp.metadata.name = Some("a".repeat(41));
     let errors = processor_failures(&fp);
     assert_eq!(only(&errors).0, ".metadata.name");
+}
+
+#[test]
+fn recording_size_may_grow() {
+    for (old, new) in [
+        ("10Gi", "20Gi"),
+        ("10Gi", "10Gi"),
+        ("1000Gi", "1Ti"),
+        ("100G", "100Gi"),
+    ] {
+        let errors = camera_failures(
+            &camera_with_storage(new, None),
+            Some(&camera_with_storage(old, None)),
+        );
+        assert!(errors.is_empty(), "{old} -> {new}: {errors:#?}");
+    }
+}
+
+#[test]
+fn recording_size_never_shrinks_compared_as_quantities() {
+    // 1Ti > 1000Gi and 100Gi > 100G: a string or digit comparison would get both wrong.
+    for (old, new) in [("20Gi", "10Gi"), ("1Ti", "1000Gi"), ("100Gi", "100G")] {
+        let errors = camera_failures(
+            &camera_with_storage(new, None),
+            Some(&camera_with_storage(old, None)),
+        );
+        let (path, reason, message) = only(&errors);
+        assert_eq!(path, "spec.recording.storage.size", "{old} -> {new}");
+        assert_eq!(reason, Some("FieldValueForbidden"));
+        assert!(message.contains("never shrink"), "{message}");
+    }
+}
+
+#[test]
+fn a_small_size_is_fine_on_create() {
+    assert!(camera_failures(&camera_with_storage("1Gi", Some("fast")), None).is_empty());
+}
+
+#[test]
+fn storage_class_cannot_be_changed_added_or_removed() {
+    for (old, new) in [
+        (Some("fast"), Some("slow")),
+        (None, Some("fast")),
+        (Some("fast"), None),
+    ] {
+        let errors = camera_failures(
+            &camera_with_storage("10Gi", new),
+            Some(&camera_with_storage("10Gi", old)),
+        );
+        let (path, reason, message) = only(&errors);
+        assert_eq!(
+            path, "spec.recording.storage.storageClassName",
+            "{old:?} -> {new:?}"
+        );
+        assert_eq!(reason, Some("FieldValueForbidden"));
+        assert!(
+            message.contains("cannot be set, changed or removed"),
+            "{message}"
+        );
+    }
 }
 
 #[test]

@@ -164,18 +164,33 @@ pub struct RetentionSpec {
 }
 
 /// The recordings volume.
+///
+/// A bound claim keeps its class and cannot shrink, so the CRD refuses those updates up front
+/// (transition rules: they compare with the stored object and do not run on create).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)")
+        .message("storageClassName cannot be set, changed or removed after the Camera is created: the recordings claim keeps its class (to move recordings to another class, create a new Camera)")
+        .field_path(".storageClassName")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0")
+        .message("size may grow but never shrink: a PersistentVolumeClaim cannot be made smaller")
+        .field_path(".size")
+        .reason(Reason::FieldValueForbidden),
+)]
 pub struct StorageSpec {
-    /// Requested size of the PersistentVolumeClaim, e.g. `100Gi`.
+    /// Requested size of the PersistentVolumeClaim, e.g. `100Gi`. It may grow (when the
+    /// StorageClass allows volume expansion) but never shrink.
     #[serde(default = "default_storage_size")]
-    #[schemars(regex(pattern = SIZE_PATTERN))]
+    #[schemars(regex(pattern = SIZE_PATTERN), length(max = 32))]
     pub size: String,
-    /// StorageClass of the claim; the cluster's default when unset.
+    /// StorageClass of the claim; the cluster's default when unset. Fixed once the Camera exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
-    /// Keep the claim (and the recordings) when the Camera is deleted.
-    #[serde(default)]
+    /// Keep the claim (and the recordings) when the Camera is deleted: on by default, because
+    /// the footage is what matters most. Set `false` to delete recordings with their Camera.
+    #[serde(default = "default_true")]
     pub retain_on_delete: bool,
 }
 
@@ -184,7 +199,7 @@ impl Default for StorageSpec {
         Self {
             size: default_storage_size(),
             storage_class_name: None,
-            retain_on_delete: false,
+            retain_on_delete: true,
         }
     }
 }
