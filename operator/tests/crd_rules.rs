@@ -13,6 +13,8 @@ use kube::core::cel::{compile_schema, CompiledSchema, ErrorKind, ValidationError
 use serde::Serialize;
 use serde_json::Value;
 
+const FPS_MESSAGE: &str = "fps must be greater than 0 (e.g. 0.5, 1 or 5)";
+
 /// The `openAPIV3Schema` of the CRD for `kind`, as `crds()` renders it.
 fn schema(kind: &str) -> Value {
     let crd = crds()
@@ -127,7 +129,7 @@ fn every_rule_has_a_reason_and_its_field_path_names_a_field() {
     let mut rules = 0;
     walk(&schema("Camera"), "Camera", &mut rules);
     walk(&schema("FrameProcessor"), "FrameProcessor", &mut rules);
-    assert_eq!(rules, 6, "a rule was added or lost: count it here");
+    assert_eq!(rules, 8, "a rule was added or lost: count it here");
 }
 
 #[test]
@@ -223,6 +225,46 @@ fn storage_class_cannot_be_changed_added_or_removed() {
 }
 
 #[test]
+fn zero_fps_is_refused_with_a_message_that_says_greater_than_zero() {
+    for fps in [0.0, -1.0] {
+        let mut cam = camera("front-door");
+        cam.spec.frames.fps = fps;
+        let errors = camera_failures(&cam, None);
+        assert_eq!(
+            only(&errors),
+            ("spec.frames.fps", Some("FieldValueInvalid"), FPS_MESSAGE)
+        );
+
+        let mut fp = processor();
+        fp.spec.fps = fps;
+        let errors = processor_failures(&fp);
+        assert_eq!(
+            only(&errors),
+            ("spec.fps", Some("FieldValueInvalid"), FPS_MESSAGE)
+        );
+    }
+}
+
+#[test]
+fn a_written_integer_zero_fps_is_refused_too() {
+    // `fps: 0` in YAML is an integer; the rule compares it as the schema's number.
+    let mut obj = json(&camera("front-door"));
+    obj["spec"]["frames"] = serde_json::json!({"fps": 0});
+    let errors = failures("Camera", &obj, None);
+    assert_eq!(only(&errors).2, FPS_MESSAGE);
+}
+
+#[test]
+fn slow_frame_rates_are_fine() {
+    let mut cam = camera("front-door");
+    cam.spec.frames.fps = 0.01;
+    assert!(camera_failures(&cam, None).is_empty());
+    let mut fp = processor();
+    fp.spec.fps = 0.5;
+    assert!(processor_failures(&fp).is_empty());
+}
+
+#[test]
 fn empty_retention_is_refused() {
     let mut cam = camera("front-door");
     cam.spec.recording.retention = Some(RetentionSpec::default());
@@ -309,5 +351,5 @@ fn invalid_manifests_marked_for_cel_are_refused_by_their_rule() {
         );
         count += 1;
     }
-    assert!(count >= 1, "no manifest is marked for CEL: {count}");
+    assert!(count >= 2, "no manifest is marked for CEL: {count}");
 }

@@ -212,9 +212,14 @@ fn default_storage_size() -> String {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FramesSpec {
-    /// Frames per second (any positive rate, e.g. `0.5` or `5`).
+    /// Frames per second: any positive rate up to 120, e.g. `0.5`, `1` or `5`.
+    // A rule rather than `minimum`: the server's message for a minimum of 0.001 reads as if 0
+    // were allowed.
     #[serde(default = "default_fps")]
-    #[schemars(range(min = 0.001, max = 120.0))]
+    #[schemars(range(max = 120.0))]
+    #[x_kube(validation = Rule::new("self > 0.0")
+        .message("fps must be greater than 0 (e.g. 0.5, 1 or 5)")
+        .reason(Reason::FieldValueInvalid))]
     pub fps: f64,
     /// JPEG quality, 1-100.
     #[serde(default = "default_quality")]

@@ -49,9 +49,15 @@ pub struct FrameProcessorSpec {
     /// Compute resources of the processor container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Frames per second this processor wants; capped at the camera's rate.
+    /// Frames per second this processor wants (any positive rate up to 120); capped at the
+    /// camera's rate.
+    // A rule rather than `minimum`: the server's message for a minimum of 0.001 reads as if 0
+    // were allowed.
     #[serde(default = "default_fps")]
-    #[schemars(range(min = 0.001, max = 120.0))]
+    #[schemars(range(max = 120.0))]
+    #[x_kube(validation = Rule::new("self > 0.0")
+        .message("fps must be greater than 0 (e.g. 0.5, 1 or 5)")
+        .reason(Reason::FieldValueInvalid))]
     pub fps: f64,
     /// Frames in flight (sent, not yet acknowledged) per camera; newer frames replace a pending one.
     #[serde(default = "default_max_in_flight")]
