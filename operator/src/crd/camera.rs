@@ -310,6 +310,26 @@ pub struct WorkerSpec {
     /// Tolerations of the pod (processors' GPU tolerations are added).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// A partial PodTemplateSpec (`metadata` and `spec`) merged over the worker pod the operator
+    /// builds, for what the fields above do not cover (e.g. a securityContext, an extra sidecar,
+    /// a priorityClassName). Objects merge key by key; lists of named items (`containers`,
+    /// `volumes`, `env`, `volumeMounts`, `ports`) merge by `name`, so an entry named like a
+    /// generated one changes only the keys it sets and a new name is appended; every other list
+    /// replaces the generated one. The result must still be a valid PodTemplateSpec. The
+    /// worker's own containers and volumes can be changed this way too, at the risk of breaking
+    /// the camera.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "pod_overrides_schema")]
+    pub pod_overrides: Option<serde_json::Value>,
+}
+
+/// Any object: the PodTemplateSpec schema is too large to embed, and the API server checks the
+/// merged pod when the operator applies it.
+fn pod_overrides_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }
 
 /// Observed state of a Camera.
@@ -359,4 +379,43 @@ pub struct AttachedProcessor {
     /// Why it is not ready, or what was adjusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn pod_overrides_keep_a_partial_pod_template_as_written() {
+        let yaml = r#"
+apiVersion: kamera.dev/v1alpha1
+kind: Camera
+metadata: {name: lobby}
+spec:
+  worker:
+    podOverrides:
+      metadata: {labels: {team: video}}
+      spec:
+        priorityClassName: cameras
+        containers:
+          - name: worker
+            securityContext: {readOnlyRootFilesystem: true}
+"#;
+        let cam: Camera = serde_saphyr::from_str(yaml).expect("a Camera");
+        let overrides = cam.spec.worker.pod_overrides.expect("kept");
+        assert_eq!(overrides["spec"]["priorityClassName"], "cameras");
+        assert_eq!(overrides["spec"]["containers"][0]["name"], "worker");
+        assert_eq!(overrides["metadata"]["labels"]["team"], "video");
+    }
+
+    #[test]
+    fn pod_overrides_schema_is_an_open_object_not_the_pod_template_schema() {
+        let crd = serde_json::to_value(Camera::crd()).expect("json");
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["worker"]["properties"]["podOverrides"];
+        assert_eq!(schema["type"], "object");
+        assert_eq!(schema["x-kubernetes-preserve-unknown-fields"], true);
+        assert!(schema.get("properties").is_none(), "{schema}");
+    }
 }
