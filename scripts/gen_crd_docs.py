@@ -13,6 +13,10 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "crd-reference.md"
 
+# Kubernetes types embedded whole whose hundreds of fields would drown the page: named, not
+# expanded (their reference is the Kubernetes API's).
+EMBEDDED = {"volumes": "core/v1 Volume", "volumeMounts": "core/v1 VolumeMount"}
+
 
 def type_of(s):
     t = s.get("type", "")
@@ -33,7 +37,7 @@ def constraints(s):
         parts.append("one of " + ", ".join(f"`{v}`" for v in s["enum"]))
     if "pattern" in s:
         parts.append(f"pattern `{s['pattern']}`")
-    for key, word in (("minimum", "≥"), ("maximum", "≤"), ("minLength", "length ≥"), ("maxLength", "length ≤"), ("minItems", "items ≥")):
+    for key, word in (("minimum", "≥"), ("maximum", "≤"), ("minLength", "length ≥"), ("maxLength", "length ≤"), ("minItems", "items ≥"), ("maxItems", "items ≤")):
         if key in s:
             v = s[key]
             parts.append(f"{word} {int(v) if isinstance(v, float) and v.is_integer() else v}")
@@ -48,8 +52,10 @@ def fields(schema, prefix, required, rows, depth=0):
         desc = " ".join(s.get("description", "").split()).replace("|", "\\|")
         req = "yes" if name in required else ""
         rule = constraints(s).replace("|", "\\|")
+        if path in EMBEDDED:
+            desc += f" Each item is a Kubernetes {EMBEDDED[path]}."
         rows.append(f"| `{path}` | {type_of(s)} | {req} | {desc} | {rule} |")
-        if depth < 6:
+        if depth < 6 and path not in EMBEDDED:
             inner = s.get("items", s) if s.get("type") == "array" else s
             if "properties" in inner:
                 fields(inner, path + ("[]" if s.get("type") == "array" else ""), set(inner.get("required", [])), rows, depth + 1)

@@ -6,6 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, PersistentVolumeClaimVolumeSource, Volume, VolumeMount,
+};
 use kamera_operator::crd::camera::{Camera, CameraSpec, RetentionSpec, ServiceType};
 use kamera_operator::crd::crds;
 use kamera_operator::crd::processor::{FrameProcessor, FrameProcessorSpec};
@@ -72,13 +75,34 @@ fn camera_with_storage(size: &str, class: Option<&str>) -> Camera {
     cam
 }
 
-fn processor() -> FrameProcessor {
+fn processor(volumes: &[&str], mounts: &[&str]) -> FrameProcessor {
+    let volumes = volumes
+        .iter()
+        .map(|name| Volume {
+            name: name.to_string(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: "labels".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let volume_mounts = mounts
+        .iter()
+        .map(|name| VolumeMount {
+            name: name.to_string(),
+            mount_path: format!("/mnt/{name}"),
+            ..Default::default()
+        })
+        .collect();
     FrameProcessor::new(
         "yolo",
         FrameProcessorSpec {
             image: "example/yolo:1".into(),
             fps: 1.0,
             max_in_flight: 1,
+            volumes,
+            volume_mounts,
             ..Default::default()
         },
     )
@@ -129,7 +153,7 @@ fn every_rule_has_a_reason_and_its_field_path_names_a_field() {
     let mut rules = 0;
     walk(&schema("Camera"), "Camera", &mut rules);
     walk(&schema("FrameProcessor"), "FrameProcessor", &mut rules);
-    assert_eq!(rules, 8, "a rule was added or lost: count it here");
+    assert_eq!(rules, 10, "a rule was added or lost: count it here");
 }
 
 #[test]
@@ -157,8 +181,7 @@ fn a_camera_name_that_cannot_name_a_service_is_refused_at_metadata_name() {
 
 #[test]
 fn a_processor_name_longer_than_a_container_name_allows_is_refused() {
-    let mut fp = processor();
-    assert!(processor_failures(&fp).is_empty());
+    let mut fp = processor(&[], &[]);
     fp.metadata.name = Some("a".repeat(41));
     let errors = processor_failures(&fp);
     assert_eq!(only(&errors).0, ".metadata.name");
@@ -235,7 +258,7 @@ fn zero_fps_is_refused_with_a_message_that_says_greater_than_zero() {
             ("spec.frames.fps", Some("FieldValueInvalid"), FPS_MESSAGE)
         );
 
-        let mut fp = processor();
+        let mut fp = processor(&[], &[]);
         fp.spec.fps = fps;
         let errors = processor_failures(&fp);
         assert_eq!(
@@ -259,7 +282,7 @@ fn slow_frame_rates_are_fine() {
     let mut cam = camera("front-door");
     cam.spec.frames.fps = 0.01;
     assert!(camera_failures(&cam, None).is_empty());
-    let mut fp = processor();
+    let mut fp = processor(&[], &[]);
     fp.spec.fps = 0.5;
     assert!(processor_failures(&fp).is_empty());
 }
@@ -282,6 +305,54 @@ fn a_node_port_on_a_cluster_ip_service_is_refused_at_the_port() {
     assert_eq!(only(&errors).0, "spec.service.rtmpNodePort");
     cam.spec.service.type_ = ServiceType::NodePort;
     assert!(camera_failures(&cam, None).is_empty());
+}
+
+#[test]
+fn processor_volumes_with_names_the_worker_pod_uses_are_refused() {
+    for reserved in [
+        "kamera-models",
+        "kamera-",
+        "shared",
+        "data",
+        "tmp",
+        "publish-key",
+    ] {
+        let errors = processor_failures(&processor(&["models", reserved], &[]));
+        let (path, reason, message) = only(&errors);
+        assert_eq!(path, "spec.volumes", "{reserved}");
+        assert_eq!(reason, Some("FieldValueForbidden"));
+        assert!(message.contains("reserved by the worker pod"), "{message}");
+    }
+}
+
+#[test]
+fn processor_volumes_with_other_names_are_fine_and_mounted() {
+    let mut fp = processor(
+        &["models", "labels", "datasets", "my-tmp"],
+        &["models", "labels"],
+    );
+    fp.spec.volumes[0].config_map = None;
+    fp.spec.volumes[0].persistent_volume_claim = Some(PersistentVolumeClaimVolumeSource {
+        claim_name: "yolo-models".into(),
+        read_only: Some(true),
+    });
+    assert!(processor_failures(&fp).is_empty());
+}
+
+#[test]
+fn a_processor_mount_must_name_one_of_its_volumes() {
+    for (volumes, mounts) in [
+        (&["models"][..], &["cache"][..]),
+        (&[][..], &["models"][..]),
+    ] {
+        let errors = processor_failures(&processor(volumes, mounts));
+        let (path, _, message) = only(&errors);
+        assert_eq!(path, "spec.volumeMounts", "{volumes:?} {mounts:?}");
+        assert!(
+            message.contains("one of this processor's volumes"),
+            "{message}"
+        );
+    }
 }
 
 fn repo(path: &str) -> PathBuf {
