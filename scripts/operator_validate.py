@@ -8,6 +8,7 @@
    operator/tests/data/invalid must all be rejected. CEL rules are not evaluated here: a manifest
    that only a rule refuses carries a `# rejected by CEL: <message>` line, and
    operator/tests/crd_rules.rs (cargo test) checks that its rule refuses it with that message.
+4. No two examples ask for the same node port.
 """
 
 import copy
@@ -69,6 +70,12 @@ def structural(schema):
 CEL_MARK = "# rejected by CEL:"
 
 
+def node_ports(obj):
+    spec = obj.get("spec") or {}
+    service = spec.get("service") or {}
+    return [service["rtmpNodePort"]] if "rtmpNodePort" in service else []
+
+
 def main():
     binary = sys.argv[1]
     crds = {}
@@ -93,6 +100,15 @@ def main():
             if errors:
                 raise SystemExit(f"FAIL {path.relative_to(ROOT)} is rejected by its CRD: {errors}")
     print(f"ok   {len(examples)} example manifests validate against the CRD schemas")
+
+    ports = {}
+    for path in examples:
+        for obj in docs(path):
+            for port in node_ports(obj):
+                if port in ports:
+                    raise SystemExit(f"FAIL node port {port} is used by both {ports[port]} and {path.relative_to(ROOT)}")
+                ports[port] = path.relative_to(ROOT)
+    print(f"ok   {len(ports)} example node ports, all distinct")
 
     invalid = sorted((ROOT / "operator" / "tests" / "data" / "invalid").glob("*.yaml"))
     for path in invalid:
