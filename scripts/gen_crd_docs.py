@@ -4,6 +4,7 @@
 `python3 scripts/gen_crd_docs.py` rewrites the file; `--check` fails if it is out of date
 (run by `make test`)."""
 
+import json
 import pathlib
 import sys
 
@@ -11,6 +12,10 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "crd-reference.md"
+
+# Kubernetes types embedded whole whose hundreds of fields would drown the page: named, not
+# expanded (their reference is the Kubernetes API's).
+EMBEDDED = {"volumes": "core/v1 Volume", "volumeMounts": "core/v1 VolumeMount"}
 
 
 def type_of(s):
@@ -27,12 +32,12 @@ def type_of(s):
 def constraints(s):
     parts = []
     if "default" in s and not isinstance(s["default"], (dict, list)):
-        parts.append(f"default `{s['default']}`")
+        parts.append(f"default `{json.dumps(s['default']) if isinstance(s['default'], bool) else s['default']}`")
     if "enum" in s:
         parts.append("one of " + ", ".join(f"`{v}`" for v in s["enum"]))
     if "pattern" in s:
         parts.append(f"pattern `{s['pattern']}`")
-    for key, word in (("minimum", "≥"), ("maximum", "≤"), ("minLength", "length ≥"), ("maxLength", "length ≤"), ("minItems", "items ≥")):
+    for key, word in (("minimum", "≥"), ("maximum", "≤"), ("minLength", "length ≥"), ("maxLength", "length ≤"), ("minItems", "items ≥"), ("maxItems", "items ≤")):
         if key in s:
             v = s[key]
             parts.append(f"{word} {int(v) if isinstance(v, float) and v.is_integer() else v}")
@@ -47,8 +52,10 @@ def fields(schema, prefix, required, rows, depth=0):
         desc = " ".join(s.get("description", "").split()).replace("|", "\\|")
         req = "yes" if name in required else ""
         rule = constraints(s).replace("|", "\\|")
+        if path in EMBEDDED:
+            desc += f" Each item is a Kubernetes {EMBEDDED[path]}."
         rows.append(f"| `{path}` | {type_of(s)} | {req} | {desc} | {rule} |")
-        if depth < 6:
+        if depth < 6 and path not in EMBEDDED:
             inner = s.get("items", s) if s.get("type") == "array" else s
             if "properties" in inner:
                 fields(inner, path + ("[]" if s.get("type") == "array" else ""), set(inner.get("required", [])), rows, depth + 1)
@@ -78,8 +85,11 @@ def render():
             "`kubectl get` columns: " + ", ".join(c["name"] for c in version.get("additionalPrinterColumns", [])) + ".",
             "",
         ]
-        for rule in schema.get("properties", {}).get("spec", {}).get("x-kubernetes-validations", []):
+        rules = schema.get("x-kubernetes-validations", []) + schema.get("properties", {}).get("spec", {}).get("x-kubernetes-validations", [])
+        for rule in rules:
             out.append(f"- Rule: {rule.get('message', rule['rule'])}")
+        if rules:
+            out.append("")
         for part in ("spec", "status"):
             s = schema.get("properties", {}).get(part)
             if not s:

@@ -31,6 +31,8 @@ use super::{DURATION_PATTERN, SIZE_PATTERN};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
         .message("a Camera's name must be a DNS-1035 label (lower case letters, digits, '-', starting with a letter, at most 63 characters): it names its Service and its stream")
+        .field_path(".metadata.name")
+        .reason(Reason::FieldValueInvalid)
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CameraSpec {
@@ -147,7 +149,9 @@ fn default_segment_duration() -> String {
 /// Retention of recordings, by age and by total size (both may be set).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("has(self.maxAge) || has(self.maxSize)").message("retention needs maxAge, maxSize or both"))]
+#[x_kube(validation = Rule::new("has(self.maxAge) || has(self.maxSize)")
+    .message("retention needs maxAge, maxSize or both")
+    .reason(Reason::FieldValueRequired))]
 pub struct RetentionSpec {
     /// Delete recordings older than this, e.g. `7d`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,18 +164,33 @@ pub struct RetentionSpec {
 }
 
 /// The recordings volume.
+///
+/// A bound claim keeps its class and cannot shrink, so the CRD refuses those updates up front
+/// (transition rules: they compare with the stored object and do not run on create).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)")
+        .message("storageClassName cannot be set, changed or removed after the Camera is created: the recordings claim keeps its class (to move recordings to another class, create a new Camera)")
+        .field_path(".storageClassName")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0")
+        .message("size may grow but never shrink: a PersistentVolumeClaim cannot be made smaller")
+        .field_path(".size")
+        .reason(Reason::FieldValueForbidden),
+)]
 pub struct StorageSpec {
-    /// Requested size of the PersistentVolumeClaim, e.g. `100Gi`.
+    /// Requested size of the PersistentVolumeClaim, e.g. `100Gi`. It may grow (when the
+    /// StorageClass allows volume expansion) but never shrink.
     #[serde(default = "default_storage_size")]
-    #[schemars(regex(pattern = SIZE_PATTERN))]
+    #[schemars(regex(pattern = SIZE_PATTERN), length(max = 32))]
     pub size: String,
-    /// StorageClass of the claim; the cluster's default when unset.
+    /// StorageClass of the claim; the cluster's default when unset. Fixed once the Camera exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
-    /// Keep the claim (and the recordings) when the Camera is deleted.
-    #[serde(default)]
+    /// Keep the claim (and the recordings) when the Camera is deleted: on by default, because
+    /// the footage is what matters most. Set `false` to delete recordings with their Camera.
+    #[serde(default = "default_true")]
     pub retain_on_delete: bool,
 }
 
@@ -180,7 +199,7 @@ impl Default for StorageSpec {
         Self {
             size: default_storage_size(),
             storage_class_name: None,
-            retain_on_delete: false,
+            retain_on_delete: true,
         }
     }
 }
@@ -193,9 +212,14 @@ fn default_storage_size() -> String {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FramesSpec {
-    /// Frames per second (any positive rate, e.g. `0.5` or `5`).
+    /// Frames per second: any positive rate up to 120, e.g. `0.5`, `1` or `5`.
+    // A rule rather than `minimum`: the server's message for a minimum of 0.001 reads as if 0
+    // were allowed.
     #[serde(default = "default_fps")]
-    #[schemars(range(min = 0.001, max = 120.0))]
+    #[schemars(range(max = 120.0))]
+    #[x_kube(validation = Rule::new("self > 0.0")
+        .message("fps must be greater than 0 (e.g. 0.5, 1 or 5)")
+        .reason(Reason::FieldValueInvalid))]
     pub fps: f64,
     /// JPEG quality, 1-100.
     #[serde(default = "default_quality")]
@@ -253,7 +277,10 @@ impl ServiceType {
 /// The worker's Service.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[x_kube(validation = Rule::new("!has(self.rtmpNodePort) || self.type != 'ClusterIP'").message("rtmpNodePort needs type NodePort or LoadBalancer"))]
+#[x_kube(validation = Rule::new("!has(self.rtmpNodePort) || self.type != 'ClusterIP'")
+    .message("rtmpNodePort needs type NodePort or LoadBalancer")
+    .field_path(".rtmpNodePort")
+    .reason(Reason::FieldValueForbidden))]
 pub struct ServiceSpec {
     /// `ClusterIP`, `NodePort` or `LoadBalancer`.
     #[serde(default, rename = "type")]
@@ -283,6 +310,26 @@ pub struct WorkerSpec {
     /// Tolerations of the pod (processors' GPU tolerations are added).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// A partial PodTemplateSpec (`metadata` and `spec`) merged over the worker pod the operator
+    /// builds, for what the fields above do not cover (e.g. a securityContext, an extra sidecar,
+    /// a priorityClassName). Objects merge key by key; lists of named items (`containers`,
+    /// `volumes`, `env`, `volumeMounts`, `ports`) merge by `name`, so an entry named like a
+    /// generated one changes only the keys it sets and a new name is appended; every other list
+    /// replaces the generated one. The result must still be a valid PodTemplateSpec. The
+    /// worker's own containers and volumes can be changed this way too, at the risk of breaking
+    /// the camera.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "pod_overrides_schema")]
+    pub pod_overrides: Option<serde_json::Value>,
+}
+
+/// Any object: the PodTemplateSpec schema is too large to embed, and the API server checks the
+/// merged pod when the operator applies it.
+fn pod_overrides_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }
 
 /// Observed state of a Camera.
@@ -332,4 +379,43 @@ pub struct AttachedProcessor {
     /// Why it is not ready, or what was adjusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn pod_overrides_keep_a_partial_pod_template_as_written() {
+        let yaml = r#"
+apiVersion: kamera.dev/v1alpha1
+kind: Camera
+metadata: {name: lobby}
+spec:
+  worker:
+    podOverrides:
+      metadata: {labels: {team: video}}
+      spec:
+        priorityClassName: cameras
+        containers:
+          - name: worker
+            securityContext: {readOnlyRootFilesystem: true}
+"#;
+        let cam: Camera = serde_saphyr::from_str(yaml).expect("a Camera");
+        let overrides = cam.spec.worker.pod_overrides.expect("kept");
+        assert_eq!(overrides["spec"]["priorityClassName"], "cameras");
+        assert_eq!(overrides["spec"]["containers"][0]["name"], "worker");
+        assert_eq!(overrides["metadata"]["labels"]["team"], "video");
+    }
+
+    #[test]
+    fn pod_overrides_schema_is_an_open_object_not_the_pod_template_schema() {
+        let crd = serde_json::to_value(Camera::crd()).expect("json");
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["worker"]["properties"]["podOverrides"];
+        assert_eq!(schema["type"], "object");
+        assert_eq!(schema["x-kubernetes-preserve-unknown-fields"], true);
+        assert!(schema.get("properties").is_none(), "{schema}");
+    }
 }

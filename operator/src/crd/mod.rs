@@ -2,6 +2,7 @@
 
 pub mod camera;
 pub mod processor;
+pub mod schema;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -10,14 +11,21 @@ pub use camera::{Camera, CameraSpec, CameraStatus};
 pub use processor::{FrameProcessor, FrameProcessorSpec, FrameProcessorStatus};
 
 /// Durations as humans write them and the worker parses them: `200ms`, `5m`, `1h30m`, `7d`.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";
+///
+/// At least one component has a non-zero digit, so `0s` and `0h0m` are refused as the worker
+/// refuses them (RE2 has no lookahead, hence the spelled-out middle component).
+pub const DURATION_PATTERN: &str =
+    r"^([0-9]+(ms|s|m|h|d))*[0-9]*[1-9][0-9]*(ms|s|m|h|d)([0-9]+(ms|s|m|h|d))*$";
 
 /// Sizes in the units both Kubernetes quantities and the worker accept: `500M`, `80Gi`.
 pub const SIZE_PATTERN: &str = r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$";
 
-/// Every CRD of Kamera, in a stable order.
+/// Every CRD of Kamera, in a stable order, with the schema fix-ups of [`schema::finish_crd`].
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![Camera::crd(), FrameProcessor::crd()]
+        .into_iter()
+        .map(schema::finish_crd)
+        .collect()
 }
 
 /// Errors while rendering CRDs.
@@ -51,4 +59,57 @@ pub fn all_crds_yaml() -> Result<String, CrdError> {
 /// The file name a CRD is kept under in `crds/`.
 pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("crd"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::validate::{check_size, parse_duration};
+
+    fn matches(pattern: &str, value: &str) -> bool {
+        regex::Regex::new(pattern)
+            .expect("pattern compiles without lookaround, as RE2 needs")
+            .is_match(value)
+    }
+
+    #[test]
+    fn duration_pattern_accepts_what_the_worker_accepts() {
+        for ok in [
+            "200ms", "5m", "1h30m", "7d", "0h5m", "10s", "1000ms", "01s", "1m0s",
+        ] {
+            assert!(matches(DURATION_PATTERN, ok), "{ok} refused");
+            assert!(parse_duration("d", ok).is_ok(), "{ok} does not parse");
+        }
+    }
+
+    #[test]
+    fn duration_pattern_refuses_zero_and_garbage() {
+        for bad in [
+            "0ms",
+            "0s",
+            "0h0m",
+            "00m",
+            "0d0h0m0s0ms",
+            "",
+            "5",
+            "ms",
+            "5 m",
+            "-1s",
+            "1.5s",
+            "soon",
+        ] {
+            assert!(!matches(DURATION_PATTERN, bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn size_pattern_agrees_with_the_operator() {
+        for ok in ["500M", "80Gi", "10Gi", "1Ti", "1024"] {
+            assert!(matches(SIZE_PATTERN, ok), "{ok} refused");
+            assert!(check_size("s", ok).is_ok(), "{ok}");
+        }
+        for bad in ["80 parsecs", "1.5Gi", "Gi", "-1Gi"] {
+            assert!(!matches(SIZE_PATTERN, bad), "{bad} accepted");
+        }
+    }
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    EnvVar, LocalObjectReference, ResourceRequirements, Toleration, Volume, VolumeMount,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -26,8 +28,17 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
         .message("a FrameProcessor's name must be a DNS-1035 label of at most 40 characters: it names a container")
+        .field_path(".metadata.name")
+        .reason(Reason::FieldValueInvalid)
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+// `in` over the mapped names, not `exists(v, v.name == m.name)`: the API server estimates a
+// comparison of two strings without maxLength (volume names have none) as megabytes long, and
+// a CRD whose rule may cost too much is refused.
+#[x_kube(validation = Rule::new("!has(self.volumeMounts) || (has(self.volumes) && self.volumeMounts.all(m, m.name in self.volumes.map(v, v.name)))")
+    .message("every volumeMounts[].name must name one of this processor's volumes")
+    .field_path(".volumeMounts")
+    .reason(Reason::FieldValueInvalid))]
 pub struct FrameProcessorSpec {
     /// Which Cameras of the namespace get this processor; empty selects all.
     #[serde(default)]
@@ -47,9 +58,33 @@ pub struct FrameProcessorSpec {
     /// Compute resources of the processor container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Frames per second this processor wants; capped at the camera's rate.
+    /// Volumes added to every pod the processor runs in (each Camera's worker pod in `sidecar`
+    /// mode), e.g. a model cache PersistentVolumeClaim or a ConfigMap. Names starting with
+    /// `kamera-` and `shared`, `data`, `tmp`, `publish-key` are the worker pod's own.
+    // maxItems (here and on volumeMounts) bounds the rules' estimated cost: without it the API
+    // server assumes lists as long as a request allows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.all(v, !v.name.startsWith('kamera-') && !(v.name in ['shared', 'data', 'tmp', 'publish-key']))")
+        .message("volume names starting with 'kamera-' and the names shared, data, tmp and publish-key are reserved by the worker pod")
+        .reason(Reason::FieldValueForbidden))]
+    pub volumes: Vec<Volume>,
+    /// Where the processor container mounts its `volumes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub volume_mounts: Vec<VolumeMount>,
+    /// Secrets for pulling the processor's image, added to the pod's `imagePullSecrets`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// Frames per second this processor wants (any positive rate up to 120); capped at the
+    /// camera's rate.
+    // A rule rather than `minimum`: the server's message for a minimum of 0.001 reads as if 0
+    // were allowed.
     #[serde(default = "default_fps")]
-    #[schemars(range(min = 0.001, max = 120.0))]
+    #[schemars(range(max = 120.0))]
+    #[x_kube(validation = Rule::new("self > 0.0")
+        .message("fps must be greater than 0 (e.g. 0.5, 1 or 5)")
+        .reason(Reason::FieldValueInvalid))]
     pub fps: f64,
     /// Frames in flight (sent, not yet acknowledged) per camera; newer frames replace a pending one.
     #[serde(default = "default_max_in_flight")]

@@ -13,7 +13,7 @@ use crate::reconcile::names::{labels, publish_key_secret_name, pvc_name, PUBLISH
 use crate::reconcile::{owner_references, CameraRef};
 
 /// The recordings claim, or `None` when recording is off. Owner-referenced (deleted with the
-/// Camera) unless `retainOnDelete`.
+/// Camera) only when `retainOnDelete` is false; by default it outlives the Camera.
 pub fn build_pvc(camera: &Camera, at: &CameraRef) -> Option<PersistentVolumeClaim> {
     let recording = &camera.spec.recording;
     if !recording.enabled {
@@ -82,6 +82,7 @@ mod tests {
         let mut cam = test_camera("front-door");
         cam.spec.recording.storage.size = "100Gi".into();
         cam.spec.recording.storage.storage_class_name = Some("fast".into());
+        cam.spec.recording.storage.retain_on_delete = false;
         let at = CameraRef::of(&cam).expect("named");
         let pvc = build_pvc(&cam, &at).expect("recording is on");
         assert_eq!(pvc.metadata.name.as_deref(), Some("front-door-recordings"));
