@@ -39,6 +39,9 @@ pub enum RenderError {
     /// Processors conflict.
     #[error(transparent)]
     Conflict(#[from] SchedulingConflict),
+    /// `podOverrides` do not make a pod template.
+    #[error(transparent)]
+    Overrides(#[from] crate::reconcile::overrides::OverrideError),
     /// An object could not be written as YAML.
     #[error("writing YAML: {0}")]
     Yaml(String),
@@ -108,7 +111,7 @@ pub fn render(
         scheduling: &scheduling,
         publish_key: key,
         defaults: &crate::context::WorkerDefaults::default(),
-    }))?);
+    })?)?);
     Ok(docs.join("---\n"))
 }
 

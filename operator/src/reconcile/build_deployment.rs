@@ -21,6 +21,7 @@ use crate::reconcile::names::{
     workload_name, CONFIG_HASH_ANNOTATION, DATA_DIR, FRAMES_DIR, FRAME_SOCKET, HTTP_PORT,
     PUBLISH_KEY_DIR, RTMP_PORT, SHARED_DIR, WORKER_CONTAINER,
 };
+use crate::reconcile::overrides::{apply_overrides, OverrideError};
 use crate::reconcile::resolve::ResolvedProcessor;
 use crate::reconcile::schedule::PodScheduling;
 use crate::reconcile::worker_args::{worker_args, worker_command};
@@ -50,15 +51,19 @@ pub struct WorkerPod<'a> {
 
 /// The Deployment, with a config hash on the pod template that changes whenever anything the pod
 /// depends on changes (including the publish key, whose Secret mount alone would not roll it).
-pub fn build_deployment(pod: &WorkerPod<'_>) -> Deployment {
+/// Fails only when the Camera's `podOverrides` do not make a valid pod template.
+pub fn build_deployment(pod: &WorkerPod<'_>) -> Result<Deployment, OverrideError> {
     let camera = pod.camera;
     let mut template = pod_template(pod);
+    if let Some(overrides) = &camera.spec.worker.pod_overrides {
+        template = apply_overrides(&template, overrides)?;
+    }
     let hash = config_hash(&template, pod.publish_key);
     let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
     meta.annotations
         .get_or_insert_with(BTreeMap::new)
         .insert(CONFIG_HASH_ANNOTATION.to_string(), hash);
-    Deployment {
+    Ok(Deployment {
         metadata: ObjectMeta {
             name: Some(workload_name(&pod.at.name)),
             namespace: Some(pod.at.namespace.clone()),
@@ -82,7 +87,7 @@ pub fn build_deployment(pod: &WorkerPod<'_>) -> Deployment {
             ..Default::default()
         },
         status: None,
-    }
+    })
 }
 
 /// The config hash a Deployment's pod template carries.
@@ -135,8 +140,7 @@ fn pod_template(pod: &WorkerPod<'_>) -> PodTemplateSpec {
             tolerations: (!pod.scheduling.tolerations.is_empty())
                 .then(|| pod.scheduling.tolerations.clone()),
             runtime_class_name: pod.scheduling.runtime_class_name.clone(),
-            image_pull_secrets: (!pod.defaults.image_pull_secrets.is_empty())
-                .then(|| pod.defaults.image_pull_secrets.clone()),
+            image_pull_secrets: pull_secrets(pod),
             priority_class_name: pod.defaults.priority_class_name.clone(),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
@@ -223,7 +227,11 @@ fn processor_container(camera: &str, processor: &ResolvedProcessor) -> Container
         security_context: Some(restricted(false)),
         // Read-only: a processor reads frames and talks over the socket (connecting to a socket
         // needs no write access to its filesystem); it cannot fill the worker's volume.
-        volume_mounts: Some(vec![mount("shared", SHARED_DIR, true)]),
+        volume_mounts: Some(
+            std::iter::once(mount("shared", SHARED_DIR, true))
+                .chain(spec.volume_mounts.iter().cloned())
+                .collect(),
+        ),
         ..Default::default()
     }
 }
@@ -258,6 +266,13 @@ fn volumes(pod: &WorkerPod<'_>) -> Vec<Volume> {
         data,
         empty_dir("tmp", Some("256Mi")),
     ];
+    // Processors' own volumes (model caches, configuration), each once: `schedule` refused
+    // two different volumes of one name.
+    for volume in pod.processors.iter().flat_map(|p| &p.spec.volumes) {
+        if !volumes.iter().any(|v| v.name == volume.name) {
+            volumes.push(volume.clone());
+        }
+    }
     if pod.publish_key.is_some() {
         volumes.push(Volume {
             name: "publish-key".into(),
@@ -270,6 +285,23 @@ fn volumes(pod: &WorkerPod<'_>) -> Vec<Volume> {
         });
     }
     volumes
+}
+
+/// The operator's default pull secrets and every processor's, each once.
+fn pull_secrets(
+    pod: &WorkerPod<'_>,
+) -> Option<Vec<k8s_openapi::api::core::v1::LocalObjectReference>> {
+    let mut all = pod.defaults.image_pull_secrets.clone();
+    for secret in pod
+        .processors
+        .iter()
+        .flat_map(|p| &p.spec.image_pull_secrets)
+    {
+        if !all.contains(secret) {
+            all.push(secret.clone());
+        }
+    }
+    (!all.is_empty()).then_some(all)
 }
 
 fn empty_dir(name: &str, size_limit: Option<&str>) -> Volume {

@@ -64,6 +64,7 @@ fn build(camera: &Camera, processors: &[ResolvedProcessor], key: Option<&str>) -
         publish_key: key,
         defaults: &crate::context::WorkerDefaults::default(),
     })
+    .expect("no overrides to refuse")
 }
 
 fn pod(d: &Deployment) -> &PodSpec {
@@ -287,4 +288,197 @@ fn a_processor_change_changes_the_config_hash() {
         deployment_config_hash(&before),
         deployment_config_hash(&build(&cam, &[changed], None))
     );
+}
+
+fn build_with(
+    camera: &Camera,
+    processors: &[ResolvedProcessor],
+    defaults: &WorkerDefaults,
+) -> Deployment {
+    let at = CameraRef::of(camera).expect("named");
+    let scheduling = schedule(&camera.spec.worker, processors).expect("no conflict");
+    build_deployment(&WorkerPod {
+        camera,
+        at: &at,
+        image: "kamera-worker:test",
+        processors,
+        scheduling: &scheduling,
+        publish_key: None,
+        defaults,
+    })
+    .expect("valid overrides")
+}
+
+fn chart_defaults() -> WorkerDefaults {
+    serde_json::from_value(serde_json::json!({
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "imagePullSecrets": [{"name": "registry"}],
+        "priorityClassName": "cameras",
+    }))
+    .expect("the chart's KAMERA_WORKER_DEFAULTS shape")
+}
+
+#[test]
+fn worker_defaults_apply_unless_the_camera_sets_its_own_resources() {
+    let cam = test_camera("front-door");
+    let d = build_with(&cam, &[], &chart_defaults());
+    let limits = container(&d, "worker")
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .expect("limits");
+    assert_eq!(limits["memory"], Quantity("512Mi".into()));
+    assert_eq!(pod(&d).priority_class_name.as_deref(), Some("cameras"));
+    assert_eq!(
+        pod(&d)
+            .image_pull_secrets
+            .as_ref()
+            .map(|s| s[0].name.clone()),
+        Some("registry".to_string())
+    );
+    assert_eq!(
+        pod(&d)
+            .security_context
+            .as_ref()
+            .and_then(|s| s.fs_group_change_policy.as_deref()),
+        Some("OnRootMismatch"),
+        "a large recordings volume is not re-chowned at every start"
+    );
+
+    let mut own = test_camera("front-door");
+    own.spec.worker.resources = Some(ResourceRequirements {
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity("2Gi".into()),
+        )])),
+        ..Default::default()
+    });
+    let d = build_with(&own, &[], &chart_defaults());
+    let limits = container(&d, "worker")
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone());
+    assert_eq!(limits.expect("limits")["memory"], Quantity("2Gi".into()));
+}
+
+#[test]
+fn processors_bring_their_volumes_mounts_and_pull_secrets_and_see_frames_read_only() {
+    use k8s_openapi::api::core::v1::{LocalObjectReference, PersistentVolumeClaimVolumeSource};
+    let mut yolo = gpu();
+    yolo.spec.volumes = vec![Volume {
+        name: "models".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: "yolo-models".into(),
+            read_only: Some(true),
+        }),
+        ..Default::default()
+    }];
+    yolo.spec.volume_mounts = vec![mount("models", "/models", true)];
+    yolo.spec.image_pull_secrets = vec![
+        LocalObjectReference {
+            name: "registry".into(),
+        },
+        LocalObjectReference {
+            name: "gpu-registry".into(),
+        },
+    ];
+    let d = build_with(&test_camera("lobby"), &[cpu(), yolo], &chart_defaults());
+    assert!(pod(&d).volumes.iter().flatten().any(|v| v.name == "models"));
+    let secrets: Vec<String> = pod(&d)
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|s| s.name.clone())
+        .collect();
+    assert_eq!(
+        secrets,
+        ["registry", "gpu-registry"],
+        "each pull secret once"
+    );
+    let mounts = container(&d, "processor-yolo")
+        .volume_mounts
+        .clone()
+        .unwrap_or_default();
+    assert!(mounts
+        .iter()
+        .any(|m| m.name == "models" && m.mount_path == "/models"));
+    for name in ["processor-yolo", "processor-motion"] {
+        let shared = container(&d, name)
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "shared")
+            .expect("shared dir");
+        assert_eq!(
+            shared.read_only,
+            Some(true),
+            "{name} cannot fill the worker's volume"
+        );
+    }
+    let worker_shared = container(&d, "worker")
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "shared")
+        .expect("shared dir");
+    assert_eq!(
+        worker_shared.read_only, None,
+        "the worker writes frames and the socket"
+    );
+}
+
+#[test]
+fn pod_overrides_merge_over_the_built_pod_and_change_its_hash() {
+    let plain = build(&test_camera("lobby"), &[], None);
+    let mut cam = test_camera("lobby");
+    cam.spec.worker.pod_overrides = Some(serde_json::json!({
+        "metadata": {"labels": {"team": "video"}},
+        "spec": {
+            "containers": [{"name": "worker", "env": [{"name": "RUST_LOG", "value": "debug"}]}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+        },
+    }));
+    let d = build(&cam, &[], None);
+    assert!(pod(&d).affinity.is_some());
+    let worker = container(&d, "worker");
+    assert_eq!(env(worker, "RUST_LOG").as_deref(), Some("debug"));
+    assert_eq!(
+        worker.image.as_deref(),
+        Some("kamera-worker:test"),
+        "the rest is kept"
+    );
+    let labels = d
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .expect("labels");
+    assert_eq!(labels["team"], "video");
+    assert_eq!(
+        labels[CAMERA_LABEL_FOR_TESTS], "lobby",
+        "selector labels are kept"
+    );
+    assert_ne!(deployment_config_hash(&d), deployment_config_hash(&plain));
+}
+
+const CAMERA_LABEL_FOR_TESTS: &str = crate::reconcile::names::CAMERA_LABEL;
+
+#[test]
+fn pod_overrides_that_break_the_template_are_refused() {
+    let mut cam = test_camera("lobby");
+    cam.spec.worker.pod_overrides = Some(serde_json::json!({"spec": {"containers": 3}}));
+    let at = CameraRef::of(&cam).expect("named");
+    let result = build_deployment(&WorkerPod {
+        camera: &cam,
+        at: &at,
+        image: "kamera-worker:test",
+        processors: &[],
+        scheduling: &PodScheduling::default(),
+        publish_key: None,
+        defaults: &WorkerDefaults::default(),
+    });
+    assert!(result.is_err());
 }

@@ -143,7 +143,7 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         .image
         .clone()
         .unwrap_or_else(|| ctx.settings.worker_image.clone());
-    let mut deployment = build_deployment(&WorkerPod {
+    let built = build_deployment(&WorkerPod {
         camera,
         at,
         image: &image,
@@ -152,6 +152,14 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         publish_key: publish_key.as_deref(),
         defaults: &ctx.settings.worker_defaults,
     });
+    let mut deployment = match built {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(camera = %at.name, namespace = %at.namespace, error = %e, "invalid podOverrides");
+            let cond = Cond::no(READY, "InvalidSpec", e.to_string());
+            return Ok(Outcome::hold(&previous, cond, Action::await_change()));
+        }
+    };
     if let Some(generation) = camera.metadata.generation {
         deployment
             .metadata

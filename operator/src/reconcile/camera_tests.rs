@@ -492,3 +492,23 @@ async fn a_change_to_the_cameras_own_spec_is_not_throttled() {
         "{args:?}"
     );
 }
+
+#[tokio::test]
+async fn pod_overrides_that_break_the_pod_keep_the_running_worker_and_say_why() {
+    let api = api_with(&[camera("lobby")], &[]);
+    once(&api, "lobby").await.expect("created");
+    let before = api.writes_to(DEPLOY).len();
+    let mut cam = api.get::<Camera>("cams", "lobby").expect("camera");
+    cam.spec.worker.pod_overrides = Some(serde_json::json!({"spec": {"containers": "worker"}}));
+    cam.metadata.generation = Some(2);
+    api.insert(&cam);
+    once(&api, "lobby").await.expect("reconciled");
+    assert_eq!(
+        api.writes_to(DEPLOY).len(),
+        before,
+        "the running worker is left as it is"
+    );
+    let ready = condition(&status_of(&api, "lobby"), READY).clone();
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(ready.message.contains("podOverrides"), "{}", ready.message);
+}

@@ -18,10 +18,16 @@ pub fn apply_overrides(
     template: &PodTemplateSpec,
     overrides: &Value,
 ) -> Result<PodTemplateSpec, OverrideError> {
-    if !overrides.is_object() {
+    let Some(fields) = overrides.as_object() else {
         return Err(OverrideError(
             "it must be an object with metadata and/or spec".into(),
         ));
+    };
+    // The schema keeps the object open; a misspelt key must not vanish silently.
+    if let Some(unknown) = fields.keys().find(|k| *k != "metadata" && *k != "spec") {
+        return Err(OverrideError(format!(
+            "unknown key {unknown:?} (a pod template has only metadata and spec)"
+        )));
     }
     let mut merged = serde_json::to_value(template).map_err(|e| OverrideError(e.to_string()))?;
     merge(&mut merged, overrides);
@@ -125,5 +131,7 @@ mod tests {
             .expect_err("invalid");
         assert!(err.to_string().contains("podOverrides"), "{err}");
         assert!(apply_overrides(&template(), &json!([1])).is_err());
+        let typo = apply_overrides(&template(), &json!({"sepc": {}})).expect_err("typo");
+        assert!(typo.to_string().contains("sepc"), "{typo}");
     }
 }

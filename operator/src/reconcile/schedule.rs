@@ -36,6 +36,16 @@ pub enum SchedulingConflict {
         /// Their value.
         second_value: String,
     },
+    /// Two processors define a pod volume of the same name differently.
+    #[error("volume {name:?}: {first} and {second} define it differently")]
+    Volume {
+        /// The volume's name.
+        name: String,
+        /// The first processor.
+        first: String,
+        /// The processor that disagrees.
+        second: String,
+    },
     /// Two processors need different runtime classes.
     #[error("runtime class: {first} wants {first_value:?}, {second} wants {second_value:?}")]
     RuntimeClass {
@@ -66,6 +76,7 @@ pub fn schedule(
         .map(|k| (k.clone(), "camera".to_string()))
         .collect();
     let mut runtime_source = String::new();
+    check_volumes(processors)?;
     for toleration in &worker.tolerations {
         push_unique(&mut out.tolerations, toleration);
     }
@@ -114,6 +125,30 @@ pub fn schedule(
         }
     }
     Ok(out)
+}
+
+/// Processors' volumes share one pod: the same name must mean the same volume (two processors
+/// mounting one model cache is fine; two different volumes of one name is not).
+fn check_volumes(processors: &[ResolvedProcessor]) -> Result<(), SchedulingConflict> {
+    let mut seen: BTreeMap<&str, (&str, &k8s_openapi::api::core::v1::Volume)> = BTreeMap::new();
+    for p in processors {
+        for v in &p.spec.volumes {
+            match seen.get(v.name.as_str()) {
+                Some((first, existing)) if *existing != v => {
+                    return Err(SchedulingConflict::Volume {
+                        name: v.name.clone(),
+                        first: format!("processor {first}"),
+                        second: format!("processor {}", p.name),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(&v.name, (&p.name, v));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn push_unique(list: &mut Vec<Toleration>, toleration: &Toleration) {
@@ -198,6 +233,29 @@ mod tests {
         let err =
             schedule(&worker, &[gpu_processor("a", &[("gpu", "l4")], None)]).expect_err("conflict");
         assert!(err.to_string().contains("camera wants \"none\""), "{err}");
+    }
+
+    #[test]
+    fn one_volume_name_for_two_different_volumes_is_refused_but_a_shared_one_is_fine() {
+        use k8s_openapi::api::core::v1::{PersistentVolumeClaimVolumeSource, Volume};
+        let claim = |name: &str| Volume {
+            name: "models".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: name.into(),
+                read_only: Some(true),
+            }),
+            ..Default::default()
+        };
+        let mut a = gpu_processor("a", &[], None);
+        let mut b = gpu_processor("b", &[], None);
+        a.spec.volumes = vec![claim("yolo-models")];
+        b.spec.volumes = vec![claim("yolo-models")];
+        assert!(schedule(&WorkerSpec::default(), &[a.clone(), b.clone()]).is_ok());
+        b.spec.volumes = vec![claim("other-models")];
+        assert!(matches!(
+            schedule(&WorkerSpec::default(), &[a, b]),
+            Err(SchedulingConflict::Volume { .. })
+        ));
     }
 
     #[test]
