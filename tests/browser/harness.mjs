@@ -55,7 +55,8 @@ export function clip() {
   return path;
 }
 
-export async function startWorker() {
+/** Starts a worker on free ports; `extra` adds flags (e.g. `--http-tokens-file`). */
+export async function startWorker(extra = []) {
   const rtmp = await freePort();
   const http = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'kamera-browser-'));
@@ -63,7 +64,7 @@ export async function startWorker() {
   const child = spawn(workerBin(), [
     '--rtmp-listen', `127.0.0.1:${rtmp}`, '--http-listen', `127.0.0.1:${http}`,
     '--data-dir', join(dir, 'data'), '--no-recording',
-    '--hls-js', join(root, 'node_modules/hls.js/dist/hls.min.js'),
+    '--hls-js', join(root, 'node_modules/hls.js/dist/hls.min.js'), ...extra,
   ], { stdio: ['ignore', log, log] });
   const base = `http://127.0.0.1:${http}`;
   await waitFor('the worker to be ready', 20000, async () => {

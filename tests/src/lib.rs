@@ -127,13 +127,36 @@ impl Worker {
 
     /// GET `path`: (status, body). Status 0 means the request failed to connect.
     pub fn get(&self, path: &str) -> (u16, String) {
+        let reply = self.request(path, None);
+        (reply.status, reply.body)
+    }
+
+    /// GET `path`, with `Authorization: Bearer <bearer>` when given. Status 0 means the
+    /// request failed to connect.
+    pub fn request(&self, path: &str, bearer: Option<&str>) -> Reply {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(10))
             .build();
-        match agent.get(&self.http_url(path)).call() {
-            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-            Err(_) => (0, String::new()),
+        let mut request = agent.get(&self.http_url(path));
+        if let Some(token) = bearer {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        let response = match request.call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(_) => return Reply::default(),
+        };
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .filter_map(|name| {
+                let value = response.header(&name)?.to_string();
+                Some((name, value))
+            })
+            .collect();
+        Reply {
+            status: response.status(),
+            headers,
+            body: response.into_string().unwrap_or_default(),
         }
     }
 
@@ -217,6 +240,25 @@ impl Drop for Worker {
                 self.log_text()
             );
         }
+    }
+}
+
+/// An HTTP answer: status (0 when the connection failed), headers and body as text.
+#[derive(Debug, Default)]
+pub struct Reply {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 

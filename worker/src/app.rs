@@ -80,7 +80,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     for stage in &stages {
         router = router.merge(stage.routes());
     }
-    let router = http::finish(router);
+    let viewer_auth = match &config.http_tokens_file {
+        Some(path) => {
+            let file = http::auth::TokensFile::load(path, &metrics.registry)?;
+            if file.is_empty() {
+                warn!(file = %path.display(), "the viewer tokens file has no token: every protected HTTP URL answers 401");
+            }
+            info!(file = %path.display(), tokens = file.len(), "viewer tokens required on HTTP");
+            let auth = file.viewer_auth();
+            tasks.spawn(file.watch(http::auth::RELOAD_EVERY, shutdown.child_token()));
+            Some(auth)
+        }
+        None => {
+            info!("HTTP is open to anyone who can reach it (no --http-tokens-file)");
+            None
+        }
+    };
+    let router = http::finish(router, viewer_auth, &config.http_cors_origins);
 
     let ingest = Arc::new(IngestContext {
         hub: hub.clone(),

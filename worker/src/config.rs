@@ -34,6 +34,20 @@ pub struct Config {
     #[arg(long, env = "KAMERA_PUBLISH_KEY_FILE")]
     pub publish_key_file: Option<PathBuf>,
 
+    /// File of viewer tokens: one `<token> <scope>...` per line, scopes `live:<camera>`,
+    /// `live:*`, `recordings`, `recordings:<camera>`, `api`; `#` comments. With it, every HTTP
+    /// URL except `/metrics`, `/healthz`, `/readyz` and the index page needs a token, sent as
+    /// `Authorization: Bearer <token>` or `?token=<token>`; the file is re-read when it changes.
+    /// Without it, HTTP is open to anyone who can reach it.
+    #[arg(long, env = "KAMERA_HTTP_TOKENS_FILE")]
+    pub http_tokens_file: Option<PathBuf>,
+
+    /// Origin allowed to read the HTTP endpoints from a browser page (CORS), e.g.
+    /// `https://ops.example.com`, or `*`; repeatable. Default: any origin without
+    /// `--http-tokens-file`, none (same origin only) with it.
+    #[arg(long = "http-cors-origin", env = "KAMERA_HTTP_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub http_cors_origins: Vec<String>,
+
     /// Let a new publisher on a live camera replace the current one instead of being refused.
     #[arg(long, env = "KAMERA_TAKEOVER")]
     pub takeover: bool,
@@ -160,6 +174,27 @@ pub fn is_valid_camera_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Parses a CORS origin: `*`, or `http(s)://host[:port]` exactly as browsers send it.
+pub fn parse_origin(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    let valid = s == "*"
+        || rest.is_some_and(|host| {
+            !host.is_empty()
+                && host.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']')
+                })
+        });
+    if valid {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "invalid origin {s:?}: expected `*` or scheme://host[:port] without a path, e.g. https://ops.example.com"
+        ))
+    }
+}
+
 /// Parses a human duration such as `200ms`, `5m` or `7d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
@@ -266,6 +301,31 @@ mod tests {
         assert_eq!(c.cameras, vec!["a", "b-2"]);
         assert!(Config::try_parse_from(["kamera-worker", "--camera", "../etc"]).is_err());
         assert!(Config::try_parse_from(["kamera-worker", "--camera", ""]).is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_repeatable_and_validated() {
+        let c = Config::try_parse_from([
+            "kamera-worker",
+            "--http-cors-origin",
+            "https://ops.example.com",
+            "--http-cors-origin",
+            "http://localhost:3000",
+        ])
+        .expect("valid origins");
+        assert_eq!(
+            c.http_cors_origins,
+            vec!["https://ops.example.com", "http://localhost:3000"]
+        );
+        assert_eq!(parse_origin("*"), Ok("*".into()));
+        for bad in [
+            "ops.example.com",
+            "https://ops.example.com/",
+            "https://",
+            "ftp://x",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

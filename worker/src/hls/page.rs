@@ -1,6 +1,10 @@
 //! The player page (`/`, `/cameras/<camera>`): plays a camera with hls.js in low-latency mode.
 //! hls.js comes from npm (`npm ci` in the repository root) and is served from `node_modules`
 //! or from `--hls-js`; it is not committed.
+//!
+//! A page opened with `?token=<token>` passes the viewer token on: in the playlist URL (the
+//! worker then carries it into every URI of the playlists) and as a Bearer header to the API.
+//! The pages are static; the token is read by the page's script, never written into the HTML.
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -78,22 +82,31 @@ pub(super) async fn player(Path(camera): Path<String>) -> Response {
 const INDEX: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Kamera</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
 <style>body{font-family:system-ui,sans-serif;margin:2rem;background:#111;color:#eee}a{color:#8cf}</style>
 </head><body>
 <h1>Kamera cameras</h1>
 <ul id="cameras"><li>Loading…</li></ul>
 <script>
+const token = new URLSearchParams(location.search).get('token');
 async function refresh() {
+  const list = document.getElementById('cameras');
   try {
-    const r = await fetch('/api/cameras');
+    const r = await fetch('/api/cameras',
+      token ? { headers: { Authorization: 'Bearer ' + token } } : {});
+    if (r.status === 401 || r.status === 403) {
+      list.innerHTML = '<li>This worker needs a viewer token with the <code>api</code> scope:' +
+        ' open this page as <code>/?token=&lt;token&gt;</code>.</li>';
+      return;
+    }
     const { cameras } = await r.json();
-    const list = document.getElementById('cameras');
     list.innerHTML = '';
     if (!cameras.length) list.innerHTML = '<li>No camera has published yet.</li>';
     for (const c of cameras) {
       const li = document.createElement('li');
       const a = document.createElement('a');
-      a.href = '/cameras/' + encodeURIComponent(c.name);
+      a.href = '/cameras/' + encodeURIComponent(c.name) +
+        (token ? '?token=' + encodeURIComponent(token) : '');
       a.textContent = c.name;
       li.append(a, c.hls && c.hls.live ? ' — live' : ' — offline');
       list.append(li);
@@ -107,6 +120,7 @@ refresh(); setInterval(refresh, 2000);
 const PLAYER: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{CAMERA}} — Kamera</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
 <style>body{font-family:system-ui,sans-serif;margin:0;background:#111;color:#eee}
 video{width:100%;max-height:90vh;background:#000}#status{padding:.5rem 1rem;font-size:.9rem}
 #missing{display:none;padding:1rem;background:#422}</style>
@@ -125,7 +139,11 @@ repository root (or start the worker with <code>--hls-js /path/to/hls.min.js</co
   const k = window.kamera;
   const video = document.getElementById('video');
   const status = document.getElementById('status');
-  const src = '/hls/' + encodeURIComponent(k.camera) + '/index.m3u8';
+  // A viewer token the page was opened with goes into the playlist URL; the worker carries
+  // it into every URI of the playlists it serves, for hls.js and native players alike.
+  const token = new URLSearchParams(location.search).get('token');
+  const src = '/hls/' + encodeURIComponent(k.camera) + '/index.m3u8' +
+    (token ? '?token=' + encodeURIComponent(token) : '');
   if (typeof Hls === 'undefined') { hlsMissing(); return; }
   if (!Hls.isSupported()) {
     // Safari plays LL-HLS natively.

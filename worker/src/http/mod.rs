@@ -1,16 +1,20 @@
 //! The HTTP server: camera API, metrics and health here; each media stage adds its own routes
-//! (LL-HLS, recordings, frames) with [`axum::Router::merge`].
+//! (LL-HLS, recordings, frames) with [`axum::Router::merge`]; [`finish`] wraps the whole router
+//! in viewer authentication and CORS.
 
 mod api;
+pub mod auth;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use tower_http::cors::CorsLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -54,9 +58,53 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
-/// Wraps the complete router with what every route needs (CORS for players on other origins).
-pub fn finish(router: Router) -> Router {
-    router.layer(CorsLayer::permissive())
+/// Wraps the complete router with what every route needs: viewer authentication when tokens
+/// are configured (`auth`), then CORS for players on other origins.
+pub fn finish(
+    router: Router,
+    auth: Option<Arc<auth::ViewerAuth>>,
+    cors_origins: &[String],
+) -> Router {
+    let protected = auth.is_some();
+    let router = match auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(
+            auth,
+            auth::require_token,
+        )),
+        None => router,
+    };
+    // Outermost, so that preflight requests (which carry no token) are answered, and refusals
+    // carry CORS headers a page on another origin can read.
+    match cors(cors_origins, protected) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// The CORS policy: any origin while HTTP is open (as before viewer tokens existed); with
+/// tokens, only the configured origins (`*` for any), and none (same origin only) by default.
+fn cors(origins: &[String], protected: bool) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return (!protected).then(CorsLayer::permissive);
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::HEAD])
+            // `Authorization` must be named: a wildcard does not cover it.
+            .allow_headers([header::AUTHORIZATION, header::RANGE])
+            .expose_headers([
+                header::CONTENT_LENGTH,
+                header::CONTENT_RANGE,
+                header::ACCEPT_RANGES,
+                header::WWW_AUTHENTICATE,
+            ]),
+    )
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<Arc<HttpState>>) -> Response {
