@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::http::rfc3339_ms;
 use crate::media::{Frame, Millis, StreamInfo, Track};
 
 /// Media time over which frame rate and bitrate are measured.
@@ -126,8 +127,8 @@ impl CameraStats {
         let ab = self.audio.bitrate();
         StatsSnapshot {
             live,
-            since: live.then_some(self.since).flatten().map(rfc3339),
-            last_seen: self.last_seen.map(rfc3339),
+            since: live.then_some(self.since).flatten().map(rfc3339_ms),
+            last_seen: self.last_seen.map(rfc3339_ms),
             publisher: if live { self.publisher } else { None },
             codec: video.map(|_| "h264".to_string()),
             codec_string: video.map(|v| v.codec_string()),
@@ -189,10 +190,6 @@ pub struct StatsSnapshot {
 
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::protocol::Detection;
+use crate::http::rfc3339_ms;
 
 /// One processor's detections for one frame.
 #[derive(Debug, Clone, Serialize)]
@@ -49,8 +50,8 @@ impl Detections {
         ring.push_back(Entry {
             processor: processor.to_string(),
             seq,
-            captured_at: humantime::format_rfc3339_millis(captured).to_string(),
-            acked_at: humantime::format_rfc3339_millis(acked).to_string(),
+            captured_at: rfc3339_ms(captured),
+            acked_at: rfc3339_ms(acked),
             detections,
         });
     }

@@ -9,6 +9,7 @@ mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -126,4 +127,11 @@ async fn readyz(axum::extract::State(state): axum::extract::State<Arc<HttpState>
 /// A JSON error body: `{"error": "..."}` with the given status.
 pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// A time as the API shows it: RFC 3339, UTC, milliseconds (`2026-11-24T08:05:00.250Z`).
+/// Times outside years 1970–9999 (a broken clock) are clamped rather than panicking.
+pub fn rfc3339_ms(t: SystemTime) -> String {
+    let last = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+    humantime::format_rfc3339_millis(t.clamp(UNIX_EPOCH, last)).to_string()
 }

@@ -1,5 +1,5 @@
 //! The finished router's viewer authentication and CORS, driven request by request through
-//! axum (no socket), over stand-in routes shaped like the real ones.
+//! axum (no socket), over stand-in routes shaped like the real ones; and the API's time format.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -346,4 +346,15 @@ async fn a_secret_swapped_by_symlink_like_kubelet_does_is_picked_up_and_a_broken
 
     shutdown.cancel();
     watcher.await.unwrap();
+}
+
+#[test]
+fn api_times_are_rfc3339_with_milliseconds_and_never_panic() {
+    use std::time::UNIX_EPOCH;
+    let t = UNIX_EPOCH + Duration::from_millis(1_795_507_500_250);
+    assert_eq!(super::rfc3339_ms(t), "2026-11-24T08:05:00.250Z");
+    let before_1970 = UNIX_EPOCH - Duration::from_secs(1);
+    assert_eq!(super::rfc3339_ms(before_1970), "1970-01-01T00:00:00.000Z");
+    let far = UNIX_EPOCH + Duration::from_secs(300_000_000_000);
+    assert_eq!(super::rfc3339_ms(far), "9999-12-31T23:59:59.000Z");
 }
