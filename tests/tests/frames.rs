@@ -195,6 +195,20 @@ fn acks_with_detections_reach_metrics_and_the_api_while_garbage_is_dropped() {
     assert_eq!(first["processor"], "rust-test");
     assert_eq!(first["detections"][0]["label"], "person");
 
+    // The camera's API entry shows the processor, as the operator reads it.
+    let listed = processors(&w, "door");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let p = &listed[0];
+    assert_eq!(p["name"], "rust-test");
+    assert_eq!(p["connected"], true);
+    assert_eq!(p["max_in_flight"], 1);
+    assert!(p["frames_acked"].as_u64().unwrap() >= 3, "{p}");
+    assert!(p["frames_sent"].as_u64().unwrap() >= 3, "{p}");
+    assert!(p["connected_since"].is_string(), "{p}");
+    assert!(p["last_ack_at"].is_string(), "{p}");
+    assert!(p["lag_seconds"].is_number(), "{p}");
+    assert!(p.get("disconnected_at").is_none(), "{p}");
+
     drop(good);
     wait_for(
         "processor gone from metrics",
@@ -205,4 +219,24 @@ fn acks_with_detections_reach_metrics_and_the_api_while_garbage_is_dropped() {
             .then_some(())
         },
     );
+    let gone = wait_for(
+        "processor listed as disconnected",
+        Duration::from_secs(10),
+        || {
+            processors(&w, "door")
+                .into_iter()
+                .find(|p| p["name"] == "rust-test" && p["connected"] == false)
+        },
+    );
+    assert!(gone["disconnected_at"].is_string(), "{gone}");
+    assert!(gone["frames_acked"].as_u64().unwrap() >= 3, "{gone}");
+}
+
+/// `frames.processors` of `/api/cameras/<camera>`.
+fn processors(w: &Worker, camera: &str) -> Vec<Value> {
+    let api = w.get_json(&format!("/api/cameras/{camera}"));
+    api["frames"]["processors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("no frames.processors in {api}"))
 }

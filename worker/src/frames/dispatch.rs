@@ -5,6 +5,9 @@
 //! wins; the replaced one is counted as `processor_busy`), so a slow processor always gets
 //! the newest frame next and never a backlog. Outgoing messages go through a bounded queue
 //! per connection; a full queue drops the message (`queue_full`).
+//!
+//! It also keeps the per-processor counts behind `frames.processors` in `/api/cameras`
+//! (roster.rs): plain counters bumped under the lock the frame path already takes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +19,7 @@ use tracing::debug;
 use super::detections::Detections;
 use super::metrics::FrameMetrics;
 use super::protocol::{Detection, FrameNote, Hello, Outbound, MAX_DETECTIONS};
+use super::roster::{self, Departures, ProcessorStatus};
 
 /// Messages queued per connection. Credits keep far fewer than this in flight; the bound
 /// only matters for a processor subscribed to very many cameras that stopped reading.
@@ -34,6 +38,22 @@ struct Slot {
     /// Capture → ack of the newest acknowledged frame.
     last_ack_lag: Option<Duration>,
     newest_acked: Option<SystemTime>,
+    /// For the API (the metrics count the same events, per name rather than per connection).
+    sent: u64,
+    acked: u64,
+    dropped: u64,
+    last_ack_at: Option<SystemTime>,
+}
+
+impl Slot {
+    /// How far behind live: the age of the oldest frame in flight, else the capture → ack
+    /// time of the newest acknowledged frame.
+    fn lag(&self, now: SystemTime) -> Option<Duration> {
+        match self.in_flight.front() {
+            Some((_, captured)) => now.duration_since(*captured).ok(),
+            None => self.last_ack_lag,
+        }
+    }
 }
 
 struct Processor {
@@ -41,6 +61,27 @@ struct Processor {
     hello: Hello,
     tx: mpsc::Sender<Outbound>,
     slots: HashMap<String, Slot>,
+    connected_since: SystemTime,
+}
+
+impl Processor {
+    /// This processor as `camera`'s `frames.processors` shows it.
+    fn status(&self, slot: &Slot, camera_fps: f64, now: SystemTime) -> ProcessorStatus {
+        ProcessorStatus {
+            name: self.name.clone(),
+            connected: true,
+            connected_since: self.connected_since,
+            disconnected_at: None,
+            in_flight: u32::try_from(slot.in_flight.len()).unwrap_or(u32::MAX),
+            max_in_flight: self.hello.max_in_flight,
+            fps: self.hello.fps.map_or(camera_fps, |f| f.min(camera_fps)),
+            frames_sent: slot.sent,
+            frames_acked: slot.acked,
+            frames_dropped: slot.dropped,
+            last_ack_at: slot.last_ack_at,
+            lag_seconds: slot.last_ack_at.and_then(|_| slot.lag(now)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -48,6 +89,7 @@ struct Inner {
     next_id: ProcessorId,
     processors: HashMap<ProcessorId, Processor>,
     cameras: HashSet<String>,
+    departed: Departures,
 }
 
 /// Shared by the extractors (which publish) and the socket connections (which receive).
@@ -55,7 +97,8 @@ pub struct Dispatcher {
     inner: Mutex<Inner>,
     metrics: FrameMetrics,
     detections: Arc<Detections>,
-    /// The worker's extraction interval, for per-processor subsampling tolerance.
+    /// The worker's extraction rate, and its interval for per-processor subsampling tolerance.
+    camera_fps: f64,
     camera_interval_ms: f64,
 }
 
@@ -65,6 +108,7 @@ impl Dispatcher {
             inner: Mutex::new(Inner::default()),
             metrics,
             detections,
+            camera_fps,
             camera_interval_ms: 1000.0 / camera_fps,
         }
     }
@@ -111,15 +155,32 @@ impl Dispatcher {
                 hello,
                 tx,
                 slots,
+                connected_since: SystemTime::now(),
             },
         );
         id
     }
 
-    /// Removes a processor (disconnected or dropped); its credits and pending frames go with it.
+    /// Removes a processor (disconnected or dropped); its credits and pending frames go with
+    /// it, and each of its cameras remembers it for a while as disconnected.
     pub fn unregister(&self, id: ProcessorId) {
-        let Some(p) = self.lock().processors.remove(&id) else {
-            return;
+        let now = SystemTime::now();
+        let p = {
+            let mut inner = self.lock();
+            let Some(p) = inner.processors.remove(&id) else {
+                return;
+            };
+            for (camera, slot) in &p.slots {
+                let gone = ProcessorStatus {
+                    connected: false,
+                    disconnected_at: Some(now),
+                    in_flight: 0,
+                    lag_seconds: None,
+                    ..p.status(slot, self.camera_fps, now)
+                };
+                inner.departed.record(camera, gone, now);
+            }
+            p
         };
         for camera in p.slots.keys() {
             let gauge = self.metrics.connected.with_label_values(&[camera, &p.name]);
@@ -162,6 +223,7 @@ impl Dispatcher {
             if slot.in_flight.len() < p.hello.max_in_flight as usize {
                 send(&self.metrics, &p.name, &p.tx, slot, note.clone());
             } else if slot.pending.replace(note.clone()).is_some() {
+                slot.dropped += 1;
                 self.metrics
                     .dropped
                     .with_label_values(&[&note.camera, &p.name, "processor_busy"])
@@ -190,6 +252,8 @@ impl Dispatcher {
             return;
         };
         let latency = now.duration_since(captured).unwrap_or(Duration::ZERO);
+        slot.acked += 1;
+        slot.last_ack_at = Some(now);
         self.metrics
             .latency
             .with_label_values(&[camera, &p.name])
@@ -233,11 +297,7 @@ impl Dispatcher {
         let inner = self.lock();
         for p in inner.processors.values() {
             for (camera, slot) in &p.slots {
-                let lag = match slot.in_flight.front() {
-                    Some((_, captured)) => now.duration_since(*captured).ok(),
-                    None => slot.last_ack_lag,
-                };
-                if let Some(lag) = lag {
+                if let Some(lag) = slot.lag(now) {
                     self.metrics
                         .lag
                         .with_label_values(&[camera, &p.name])
@@ -259,6 +319,24 @@ impl Dispatcher {
     pub fn processors(&self) -> usize {
         self.lock().processors.len()
     }
+
+    /// Every processor subscribed to `camera`, connected or recently disconnected, sorted by
+    /// name (`frames.processors` in `/api/cameras/<camera>`). Copies counters under the lock;
+    /// sorting and formatting happen after it is released.
+    pub fn processor_status(&self, camera: &str, now: SystemTime) -> Vec<ProcessorStatus> {
+        let (connected, departed) = {
+            let mut inner = self.lock();
+            inner.departed.forget_expired(now);
+            let connected: Vec<_> = inner
+                .processors
+                .values()
+                .filter_map(|p| Some(p.status(p.slots.get(camera)?, self.camera_fps, now)))
+                .collect();
+            let departed: Vec<_> = inner.departed.recent(camera, now).cloned().collect();
+            (connected, departed)
+        };
+        roster::roster(connected, departed)
+    }
 }
 
 fn send(
@@ -271,8 +349,12 @@ fn send(
     let captured = note.captured.unwrap_or_else(SystemTime::now);
     let (camera, seq) = (note.camera.clone(), note.seq);
     match tx.try_send(Outbound::Frame(Arc::unwrap_or_clone(note))) {
-        Ok(()) => slot.in_flight.push_back((seq, captured)),
+        Ok(()) => {
+            slot.in_flight.push_back((seq, captured));
+            slot.sent += 1;
+        }
         Err(mpsc::error::TrySendError::Full(_)) => {
+            slot.dropped += 1;
             metrics
                 .dropped
                 .with_label_values(&[&camera, name, "queue_full"])
@@ -300,6 +382,13 @@ mod tests {
             cameras: vec!["*".into()],
             max_in_flight,
             fps,
+        }
+    }
+
+    fn hello_for(name: &str, cameras: &[&str], max_in_flight: u32, fps: Option<f64>) -> Hello {
+        Hello {
+            cameras: cameras.iter().map(|c| c.to_string()).collect(),
+            ..hello(name, max_in_flight, fps)
         }
     }
 
@@ -444,5 +533,131 @@ mod tests {
         d.unregister(id);
         assert_eq!(metrics.connected.with_label_values(&["cam", "p"]).get(), 0);
         assert_eq!(d.processors(), 0);
+    }
+
+    fn view(d: &Dispatcher, camera: &str) -> Vec<ProcessorStatus> {
+        d.processor_status(camera, SystemTime::now())
+    }
+
+    fn names(list: &[ProcessorStatus]) -> Vec<(&str, bool)> {
+        list.iter()
+            .map(|p| (p.name.as_str(), p.connected))
+            .collect()
+    }
+
+    #[test]
+    fn each_camera_lists_its_subscribers_with_their_own_counts() {
+        let (d, _) = hub();
+        d.add_camera("a");
+        d.add_camera("b");
+        let (all_tx, mut all_rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (a_tx, mut a_rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let all = d.register(hello("yolo", 1, None), all_tx);
+        d.register(hello_for("faces", &["a"], 2, Some(0.5)), a_tx);
+
+        let a = view(&d, "a");
+        assert_eq!(names(&a), [("faces", true), ("yolo", true)]);
+        assert_eq!(names(&view(&d, "b")), [("yolo", true)], "`*` counts for b");
+        assert!(a
+            .iter()
+            .all(|p| p.frames_sent == 0 && p.lag_seconds.is_none()));
+
+        // yolo: a1 sent, a2 replaced by a3 while it has no credit. faces (0.5 fps): a1, a3.
+        for seq in 1..=3 {
+            d.publish(note("a", seq));
+        }
+        d.publish(note("b", 1));
+        assert_eq!(seqs(&mut all_rx), [1, 1]);
+        assert_eq!(seqs(&mut a_rx), [1, 3]);
+        let [faces, yolo] = &view(&d, "a")[..] else {
+            panic!("two processors on a");
+        };
+        assert_eq!(
+            (faces.in_flight, faces.max_in_flight, faces.fps),
+            (2, 2, 0.5)
+        );
+        assert_eq!(
+            (faces.frames_sent, faces.frames_acked, faces.frames_dropped),
+            (2, 0, 0)
+        );
+        assert_eq!((yolo.in_flight, yolo.max_in_flight, yolo.fps), (1, 1, 1.0));
+        assert_eq!(
+            (yolo.frames_sent, yolo.frames_acked, yolo.frames_dropped),
+            (1, 0, 1)
+        );
+        assert!(yolo.lag_seconds.is_none() && yolo.last_ack_at.is_none());
+
+        d.ack(all, "a", 1, &[]);
+        assert_eq!(seqs(&mut all_rx), [3], "the waiting frame follows the ack");
+        let yolo = view(&d, "a").pop().unwrap();
+        assert_eq!(
+            (yolo.in_flight, yolo.frames_sent, yolo.frames_acked),
+            (1, 2, 1)
+        );
+        assert!(yolo.last_ack_at.is_some());
+        assert!(yolo.lag_seconds.is_some(), "lag known after the first ack");
+
+        let on_b = view(&d, "b");
+        assert_eq!(
+            (on_b[0].frames_sent, on_b[0].frames_acked, on_b[0].in_flight),
+            (1, 0, 1),
+            "counts are per camera"
+        );
+    }
+
+    #[test]
+    fn a_disconnected_processor_stays_listed_for_ten_minutes() {
+        let (d, _) = hub();
+        d.add_camera("a");
+        d.add_camera("b");
+        let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let id = d.register(hello_for("faces", &["a"], 1, None), tx);
+        d.publish(note("a", 1));
+        d.ack(id, "a", 1, &[]);
+        d.publish(note("a", 2));
+        assert_eq!(seqs(&mut rx), [1, 2]);
+        d.unregister(id);
+
+        let gone = view(&d, "a");
+        assert_eq!(names(&gone), [("faces", false)]);
+        let gone = &gone[0];
+        assert!(gone.disconnected_at.is_some());
+        assert_eq!((gone.frames_sent, gone.frames_acked), (2, 1));
+        assert_eq!(gone.in_flight, 0);
+        assert!(gone.last_ack_at.is_some() && gone.lag_seconds.is_none());
+        assert!(view(&d, "b").is_empty(), "never subscribed to b");
+
+        let later = SystemTime::now() + roster::DEPARTED_FOR + Duration::from_secs(1);
+        assert!(d.processor_status("a", later).is_empty());
+    }
+
+    #[test]
+    fn disconnected_entries_are_bounded_and_a_reconnect_replaces_one() {
+        let (d, _) = hub();
+        d.add_camera("a");
+        let extra = 4;
+        for i in 0..roster::KEEP_DEPARTED + extra {
+            let (tx, _rx) = mpsc::channel(OUTBOUND_QUEUE);
+            let id = d.register(hello(&format!("p{i:02}"), 1, None), tx);
+            d.unregister(id);
+        }
+        let list = view(&d, "a");
+        assert_eq!(list.len(), roster::KEEP_DEPARTED);
+        assert_eq!(
+            list[0].name,
+            format!("p{extra:02}"),
+            "the oldest are dropped"
+        );
+
+        let (tx, _rx) = mpsc::channel(OUTBOUND_QUEUE);
+        d.register(hello("p10", 1, None), tx);
+        let list = view(&d, "a");
+        assert_eq!(list.len(), roster::KEEP_DEPARTED);
+        let p10: Vec<_> = list
+            .iter()
+            .filter(|p| p.name == "p10")
+            .map(|p| p.connected)
+            .collect();
+        assert_eq!(p10, [true], "connected again, its departure hidden");
     }
 }

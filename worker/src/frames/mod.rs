@@ -12,6 +12,7 @@ pub mod jpeg;
 pub mod metrics;
 pub mod pipeline;
 pub mod protocol;
+pub mod roster;
 pub mod sampler;
 pub mod socket;
 pub mod store;
@@ -19,6 +20,7 @@ pub mod store;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -210,6 +212,15 @@ impl CameraStatus for FramesStage {
             obj.insert(
                 "latest_url".into(),
                 format!("/frames/{camera}/latest.jpg").into(),
+            );
+            let processors = self
+                .shared
+                .dispatcher
+                .processor_status(camera, SystemTime::now());
+            obj.insert(
+                "processors".into(),
+                serde_json::to_value(processors)
+                    .unwrap_or_else(|_| serde_json::Value::Array(Vec::new())),
             );
         }
         Some(v)
