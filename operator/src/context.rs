@@ -16,6 +16,7 @@ use crate::crd::camera::Camera;
 use crate::crd::processor::FrameProcessor;
 use crate::events::EventPublisher;
 use crate::metrics::Metrics;
+use crate::observe::Observations;
 use crate::rollout::RolloutGate;
 
 /// Operator-wide settings from the command line.
@@ -25,6 +26,8 @@ pub struct Settings {
     pub worker_image: String,
     /// Pod settings every worker gets unless its Camera says otherwise.
     pub worker_defaults: WorkerDefaults,
+    /// At most this many cameras restart at once for changes not in their own spec.
+    pub max_concurrent_restarts: usize,
 }
 
 /// Worker pod settings from the chart (`KAMERA_WORKER_DEFAULTS`, one JSON object).
@@ -97,6 +100,8 @@ pub struct Context {
     pub stores: Stores,
     /// Operator settings.
     pub settings: Settings,
+    /// The newest word from every camera's worker.
+    pub observations: std::sync::Arc<Observations>,
     /// Throttles worker pod restarts the user did not ask for.
     pub rollouts: std::sync::Arc<RolloutGate>,
 }

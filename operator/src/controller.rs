@@ -28,6 +28,7 @@ use crate::crd::processor::FrameProcessor;
 use crate::error::Error;
 use crate::events::EventPublisher;
 use crate::metrics::Metrics;
+use crate::observe::{self, WorkerProbe};
 use crate::reconcile::names::CAMERA_LABEL;
 use crate::reconcile::resolve::selects;
 use crate::reconcile::{camera, processor};
@@ -131,7 +132,7 @@ pub async fn run(
     client: Client,
     namespace: Option<String>,
     settings: Settings,
-    max_concurrent_restarts: usize,
+    probe: WorkerProbe,
     metrics: Metrics,
     identity: &str,
     shutdown: CancellationToken,
@@ -169,8 +170,22 @@ pub async fn run(
             claims,
             pods,
         },
+        rollouts: Arc::new(RolloutGate::new(settings.max_concurrent_restarts)),
         settings,
-        rollouts: Arc::new(RolloutGate::new(max_concurrent_restarts)),
+        observations: Default::default(),
+    });
+
+    // The workers' own word on their cameras; a change wakes that Camera's reconcile.
+    let (worker_changed, worker_changes) = tokio::sync::mpsc::channel(256);
+    let poller = tokio::spawn(observe::poll(
+        ctx.stores.clone(),
+        ctx.observations.clone(),
+        probe,
+        worker_changed,
+        shutdown.clone(),
+    ));
+    let worker_changes = futures::stream::unfold(worker_changes, |mut rx| async move {
+        rx.recv().await.map(|camera| (camera, rx))
     });
 
     let camera_failures = Arc::new(Failures::default());
@@ -191,6 +206,7 @@ pub async fn run(
         .watches_stream(processor_changes, move |fp| {
             cameras_of_processor(&for_processors, &fp)
         })
+        .reconcile_on(worker_changes)
         .graceful_shutdown_on(async move { stop.cancelled().await })
         .run(
             move |cam, ctx| {
@@ -259,6 +275,7 @@ pub async fn run(
 
     info!(namespace = ns.unwrap_or("<all>"), "controllers started");
     futures::join!(camera_loop, processor_loop);
+    poller.abort();
     info!("controllers stopped");
 }
 

@@ -82,7 +82,7 @@ async fn start_operator_with_processors_loading_last(api: &FakeApi, cameras: u64
         api.client(),
         None,
         test_settings(IMAGE),
-        2,
+        crate::observe::WorkerProbe::standard(),
         metrics.clone(),
         "operator-under-test",
         shutdown.clone(),

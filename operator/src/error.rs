@@ -58,6 +58,9 @@ pub enum Error {
         /// The API's answer.
         source: kube::Error,
     },
+    /// The system's random source failed (making the operator's worker token).
+    #[error("no random bytes for the operator's worker token: {0}")]
+    Random(String),
     /// The watch caches are not filled yet: deciding now could undo running cameras.
     #[error(transparent)]
     NotReady(#[from] crate::context::NotReady),
@@ -73,6 +76,7 @@ impl Error {
             Error::Secret { .. } => "secret",
             Error::Get { .. } => "get",
             Error::NotReady(_) => "caches_not_ready",
+            Error::Random(_) => "random",
         }
     }
 }

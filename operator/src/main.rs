@@ -187,12 +187,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = Settings {
         worker_image: args.worker_image,
         worker_defaults: args.worker_defaults,
+        max_concurrent_restarts: usize::from(args.max_concurrent_restarts),
     };
     let controllers = controller::run(
         client,
         args.namespace,
         settings,
-        usize::from(args.max_concurrent_restarts),
+        kamera_operator::observe::WorkerProbe::standard(),
         metrics,
         &identity,
         shutdown.clone(),

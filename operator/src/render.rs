@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::crd::camera::Camera;
 use crate::crd::processor::FrameProcessor;
 use crate::reconcile::build_deployment::{build_deployment, WorkerPod};
-use crate::reconcile::build_service::build_service;
+use crate::reconcile::build_service::{build_http_service, build_ingest_service};
 use crate::reconcile::build_storage::{build_publish_key_secret, build_pvc};
 use crate::reconcile::resolve::resolve_processors;
 use crate::reconcile::schedule::{schedule, SchedulingConflict};
@@ -102,7 +102,8 @@ pub fn render(
     if let Some(key) = key {
         docs.push(yaml(&build_publish_key_secret(&camera, &at, key))?);
     }
-    docs.push(yaml(&build_service(&camera, &at))?);
+    docs.push(yaml(&build_ingest_service(&camera, &at))?);
+    docs.push(yaml(&build_http_service(&camera, &at))?);
     docs.push(yaml(&build_deployment(&WorkerPod {
         camera: &camera,
         at: &at,

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, PersistentVolumeClaimVolumeSource, Volume, VolumeMount,
 };
-use kamera_operator::crd::camera::{Camera, CameraSpec, RetentionSpec, ServiceType};
+use kamera_operator::crd::camera::{
+    Camera, CameraSpec, ExposureSpec, RetentionSpec, ServiceSpec, ServiceType, TokensSecretRef,
+};
 use kamera_operator::crd::crds;
 use kamera_operator::crd::processor::{FrameProcessor, FrameProcessorSpec};
 use kube::core::cel::{compile_schema, CompiledSchema, ErrorKind, ValidationError, Validator};
@@ -153,7 +155,7 @@ fn every_rule_has_a_reason_and_its_field_path_names_a_field() {
     let mut rules = 0;
     walk(&schema("Camera"), "Camera", &mut rules);
     walk(&schema("FrameProcessor"), "FrameProcessor", &mut rules);
-    assert_eq!(rules, 10, "a rule was added or lost: count it here");
+    assert_eq!(rules, 18, "a rule was added or lost: count it here");
 }
 
 #[test]
@@ -172,9 +174,10 @@ fn a_camera_name_that_cannot_name_a_service_is_refused_at_metadata_name() {
         assert_eq!(reason, Some("FieldValueInvalid"));
         assert!(message.contains("DNS-1035 label"), "{message}");
     }
-    assert!(camera_failures(&camera(&"a".repeat(63)), None).is_empty());
+    // `<camera>-http` must still be a Service name: at most 58 characters.
+    assert!(camera_failures(&camera(&"a".repeat(58)), None).is_empty());
     assert_eq!(
-        only(&camera_failures(&camera(&"a".repeat(64)), None)).0,
+        only(&camera_failures(&camera(&"a".repeat(59)), None)).0,
         ".metadata.name"
     );
 }
@@ -300,11 +303,74 @@ fn empty_retention_is_refused() {
 #[test]
 fn a_node_port_on_a_cluster_ip_service_is_refused_at_the_port() {
     let mut cam = camera("front-door");
-    cam.spec.service.rtmp_node_port = Some(31935);
+    cam.spec.service = Some(ServiceSpec {
+        rtmp_node_port: Some(31935),
+        ..Default::default()
+    });
     let errors = camera_failures(&cam, None);
     assert_eq!(only(&errors).0, "spec.service.rtmpNodePort");
-    cam.spec.service.type_ = ServiceType::NodePort;
+    cam.spec.service = Some(ServiceSpec {
+        rtmp_node_port: Some(31935),
+        type_: ServiceType::NodePort,
+        ..Default::default()
+    });
     assert!(camera_failures(&cam, None).is_empty());
+
+    let mut cam = camera("front-door");
+    cam.spec.ingest.service = Some(ExposureSpec {
+        node_port: Some(31935),
+        ..Default::default()
+    });
+    assert_eq!(
+        only(&camera_failures(&cam, None)).0,
+        "spec.ingest.service.nodePort"
+    );
+}
+
+#[test]
+fn source_ranges_need_a_load_balancer() {
+    let mut cam = camera("front-door");
+    cam.spec.ingest.service = Some(ExposureSpec {
+        type_: ServiceType::NodePort,
+        load_balancer_source_ranges: vec!["203.0.113.0/24".into()],
+        ..Default::default()
+    });
+    assert_eq!(
+        only(&camera_failures(&cam, None)).0,
+        "spec.ingest.service.type"
+    );
+    cam.spec.ingest.service = Some(ExposureSpec {
+        type_: ServiceType::LoadBalancer,
+        load_balancer_source_ranges: vec!["203.0.113.0/24".into()],
+        ..Default::default()
+    });
+    assert!(camera_failures(&cam, None).is_empty());
+}
+
+#[test]
+fn exposing_http_needs_viewer_tokens() {
+    let mut cam = camera("front-door");
+    cam.spec.http.service = Some(ExposureSpec {
+        type_: ServiceType::LoadBalancer,
+        ..Default::default()
+    });
+    let errors = camera_failures(&cam, None);
+    let (path, _, message) = only(&errors);
+    assert_eq!(path, "spec.http.tokensSecretRef");
+    assert!(message.contains("viewer tokens"), "{message}");
+    cam.spec.http.tokens_secret_ref = Some(TokensSecretRef {
+        name: "viewers".into(),
+        key: "tokens".into(),
+    });
+    assert!(camera_failures(&cam, None).is_empty());
+}
+
+#[test]
+fn the_deprecated_service_and_ingest_service_are_not_both_set() {
+    let mut cam = camera("front-door");
+    cam.spec.service = Some(ServiceSpec::default());
+    cam.spec.ingest.service = Some(ExposureSpec::default());
+    assert_eq!(only(&camera_failures(&cam, None)).0, "spec.service");
 }
 
 #[test]

@@ -43,12 +43,24 @@ fn crds_are_namespaced_with_status_short_names_and_columns() {
                 assert_eq!(crd.spec.names.short_names, Some(vec!["cam".to_string()]));
                 assert_eq!(
                     columns,
-                    ["Live", "Resolution", "FPS", "Processors", "Ready", "Age"]
+                    [
+                        "Live",
+                        "Resolution",
+                        "FPS",
+                        "Processors",
+                        "Ready",
+                        "Age",
+                        "Bitrate",
+                        "Ingest URL"
+                    ]
                 );
             }
             "FrameProcessor" => {
                 assert_eq!(crd.spec.names.short_names, Some(vec!["fp".to_string()]));
-                assert_eq!(columns, ["Image", "GPU", "Cameras", "Ready", "Age"]);
+                assert_eq!(
+                    columns,
+                    ["Image", "GPU", "Cameras", "Connected", "Ready", "Age"]
+                );
             }
             other => panic!("unexpected CRD kind {other}"),
         }

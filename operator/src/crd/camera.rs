@@ -29,16 +29,25 @@ use super::{DURATION_PATTERN, SIZE_PATTERN};
     printcolumn(name = "Processors", type_ = "string", json_path = ".status.processorSummary"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
-        .message("a Camera's name must be a DNS-1035 label (lower case letters, digits, '-', starting with a letter, at most 63 characters): it names its Service and its stream")
+    printcolumn(name = "Bitrate", type_ = "integer", json_path = ".status.bitrate", priority = 1, description = "Bits per second the publisher sends"),
+    printcolumn(name = "Ingest URL", type_ = "string", json_path = ".status.ingestUrl", priority = 1),
+    validation = Rule::new("size(self.metadata.name) <= 58 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("a Camera's name must be a DNS-1035 label (lower case letters, digits, '-', starting with a letter, at most 58 characters): it names its Services (`<camera>`, `<camera>-http`) and its stream")
         .field_path(".metadata.name")
         .reason(Reason::FieldValueInvalid)
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!has(self.service) || !has(self.ingest) || !has(self.ingest.service)")
+    .message("service is the deprecated name of ingest.service: set only ingest.service")
+    .field_path(".service")
+    .reason(Reason::FieldValueForbidden))]
 pub struct CameraSpec {
     /// How publishers connect.
     #[serde(default)]
     pub ingest: IngestSpec,
+    /// The worker's HTTP side: LL-HLS, frames, recordings, API and metrics.
+    #[serde(default)]
+    pub http: HttpSpec,
     /// LL-HLS live view.
     #[serde(default)]
     pub hls: HlsSpec,
@@ -48,9 +57,10 @@ pub struct CameraSpec {
     /// Frames extracted for processors.
     #[serde(default)]
     pub frames: FramesSpec,
-    /// The Service in front of the worker (RTMP 1935, HTTP 8080).
-    #[serde(default)]
-    pub service: ServiceSpec,
+    /// Deprecated: use `ingest.service`. Read as `ingest.service` (RTMP only: HTTP is no longer
+    /// exposed through it) when `ingest.service` is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceSpec>,
     /// The worker pod.
     #[serde(default)]
     pub worker: WorkerSpec,
@@ -67,6 +77,130 @@ pub struct IngestSpec {
     /// `rtmp://<service>:1935/live/<camera>?key=<key>`. Without it any publisher is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_key_secret_ref: Option<SecretKeyRef>,
+    /// The RTMP Service `<camera>` (port 1935 only): `ClusterIP` by default; `LoadBalancer` or
+    /// `NodePort` to let cameras outside the cluster publish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ExposureSpec>,
+}
+
+/// The worker's HTTP side.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!has(self.service) || self.service.type == 'ClusterIP' || has(self.tokensSecretRef)")
+    .message("exposing HTTP outside the cluster (live video, recordings, frames, API) needs viewer tokens: set http.tokensSecretRef")
+    .field_path(".tokensSecretRef")
+    .reason(Reason::FieldValueRequired))]
+pub struct HttpSpec {
+    /// A Secret key holding the worker's viewer tokens file (one `<token> <scope>...` per line;
+    /// scopes `live:<camera>`, `live:*`, `recordings`, `api`). With it every LL-HLS, frame,
+    /// recording and API request needs a token; rotation is picked up without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_secret_ref: Option<TokensSecretRef>,
+    /// The HTTP Service `<camera>-http` (port 8080): `ClusterIP` unless set here. Prometheus
+    /// scrapes the pod itself, so metrics stay reachable inside the cluster either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ExposureSpec>,
+}
+
+/// A Secret key holding a tokens file.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokensSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret.
+    #[serde(default = "default_tokens_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_tokens_key() -> String {
+    "tokens".to_string()
+}
+
+/// How one Service of the camera is exposed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = Rule::new("!has(self.nodePort) || self.type != 'ClusterIP'")
+    .message("nodePort needs type NodePort or LoadBalancer")
+    .field_path(".nodePort")
+    .reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("(!has(self.loadBalancerSourceRanges) || size(self.loadBalancerSourceRanges) == 0 || self.type == 'LoadBalancer') && (!has(self.loadBalancerClass) || self.type == 'LoadBalancer')")
+    .message("loadBalancerSourceRanges and loadBalancerClass need type LoadBalancer")
+    .field_path(".type")
+    .reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("!has(self.externalTrafficPolicy) || self.type != 'ClusterIP'")
+    .message("externalTrafficPolicy needs type NodePort or LoadBalancer")
+    .field_path(".externalTrafficPolicy")
+    .reason(Reason::FieldValueForbidden))]
+pub struct ExposureSpec {
+    /// `ClusterIP` (inside the cluster only), `NodePort` or `LoadBalancer`.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// Annotations for the Service (e.g. for a cloud load balancer).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Client CIDRs allowed through the load balancer, e.g. `203.0.113.0/24`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub load_balancer_source_ranges: Vec<String>,
+    /// The load balancer implementation, e.g. `service.k8s.aws/nlb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub load_balancer_class: Option<String>,
+    /// `Cluster` or `Local` (keeps the client address, only nodes running the worker answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<TrafficPolicy>,
+    /// Fixed node port (NodePort and LoadBalancer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30000, max = 32767))]
+    pub node_port: Option<i32>,
+}
+
+/// Where external traffic may land.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum TrafficPolicy {
+    /// Any node forwards to the worker.
+    #[default]
+    Cluster,
+    /// Only the node running the worker answers; the client's address is kept.
+    Local,
+}
+
+impl TrafficPolicy {
+    /// The name Kubernetes uses for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficPolicy::Cluster => "Cluster",
+            TrafficPolicy::Local => "Local",
+        }
+    }
+}
+
+impl CameraSpec {
+    /// How the RTMP Service is exposed: `ingest.service`, else the deprecated `service`.
+    pub fn ingest_exposure(&self) -> ExposureSpec {
+        if let Some(exposure) = &self.ingest.service {
+            return exposure.clone();
+        }
+        match &self.service {
+            Some(legacy) => ExposureSpec {
+                type_: legacy.type_,
+                annotations: legacy.annotations.clone(),
+                node_port: legacy.rtmp_node_port,
+                ..Default::default()
+            },
+            None => ExposureSpec::default(),
+        }
+    }
+
+    /// How the HTTP Service is exposed (`ClusterIP` unless asked).
+    pub fn http_exposure(&self) -> ExposureSpec {
+        self.http.service.clone().unwrap_or_default()
+    }
 }
 
 /// A key in a Secret of the Camera's namespace.
@@ -363,9 +497,42 @@ pub struct CameraStatus {
     /// Video frame rate of the live stream (from the worker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fps: Option<f64>,
+    /// Bits per second the publisher sends, audio and video (from the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitrate: Option<i64>,
+    /// Video codec of the live stream, e.g. `avc1.640028` (from the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
+    /// When the current publisher connected (from the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// The publisher's address (from the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
+    /// What the recorder is doing (from the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingStatus>,
+
     /// Hash of the worker pod configuration last applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+}
+
+/// The recorder's state, as the worker reports it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingStatus {
+    /// `idle`, `recording`, `disk_low` or `error`.
+    pub state: String,
+    /// The file being written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Bytes recorded since the worker started.
+    #[serde(default)]
+    pub bytes: i64,
+    /// The last disk error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// A FrameProcessor attached to a camera.
@@ -379,6 +546,12 @@ pub struct AttachedProcessor {
     /// Why it is not ready, or what was adjusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Whether it is connected to the worker's frame socket (from the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
+    /// Seconds between now and the capture of the newest frame it acknowledged (from the worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
 }
 
 #[cfg(test)]

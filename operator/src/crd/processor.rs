@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
     printcolumn(name = "GPU", type_ = "integer", json_path = ".spec.gpu.count"),
     printcolumn(name = "Cameras", type_ = "integer", json_path = ".status.matchedCameraCount"),
+    printcolumn(name = "Connected", type_ = "integer", json_path = ".status.connectedCameraCount", description = "Cameras whose worker reports this processor connected"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
@@ -161,6 +162,9 @@ pub struct FrameProcessorStatus {
     /// Number of selected Cameras.
     #[serde(default)]
     pub matched_camera_count: i32,
+    /// Number of selected Cameras whose worker reports this processor connected.
+    #[serde(default)]
+    pub connected_camera_count: i32,
     /// `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -17,9 +17,10 @@ use sha2::{Digest, Sha256};
 use crate::context::WorkerDefaults;
 use crate::crd::camera::Camera;
 use crate::reconcile::names::{
-    labels, processor_container_name, publish_key_secret_name, pvc_name, selector_labels,
-    workload_name, CONFIG_HASH_ANNOTATION, DATA_DIR, FRAMES_DIR, FRAME_SOCKET, HTTP_PORT,
-    PUBLISH_KEY_DIR, RTMP_PORT, SHARED_DIR, WORKER_CONTAINER,
+    http_tokens_secret_name, labels, processor_container_name, publish_key_secret_name, pvc_name,
+    selector_labels, workload_name, CONFIG_HASH_ANNOTATION, DATA_DIR, FRAMES_DIR, FRAME_SOCKET,
+    HTTP_PORT, HTTP_TOKENS_DIR, HTTP_TOKENS_FILE, PUBLISH_KEY_DIR, RTMP_PORT, SHARED_DIR,
+    WORKER_CONTAINER,
 };
 use crate::reconcile::overrides::{apply_overrides, OverrideError};
 use crate::reconcile::resolve::ResolvedProcessor;
@@ -173,6 +174,11 @@ fn worker_container(pod: &WorkerPod<'_>) -> Container {
     if pod.publish_key.is_some() {
         mounts.push(mount("publish-key", PUBLISH_KEY_DIR, true));
     }
+    if pod.camera.spec.http.tokens_secret_ref.is_some() {
+        // A whole-Secret mount (no subPath), so the kubelet swaps in rotated tokens and the
+        // worker picks them up without a restart.
+        mounts.push(mount("http-tokens", HTTP_TOKENS_DIR, true));
+    }
     Container {
         name: WORKER_CONTAINER.into(),
         image: Some(pod.image.to_string()),
@@ -272,6 +278,22 @@ fn volumes(pod: &WorkerPod<'_>) -> Vec<Volume> {
         if !volumes.iter().any(|v| v.name == volume.name) {
             volumes.push(volume.clone());
         }
+    }
+    if pod.camera.spec.http.tokens_secret_ref.is_some() {
+        volumes.push(Volume {
+            name: "http-tokens".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(http_tokens_secret_name(&pod.at.name)),
+                default_mode: Some(0o440),
+                items: Some(vec![k8s_openapi::api::core::v1::KeyToPath {
+                    key: HTTP_TOKENS_FILE.into(),
+                    path: HTTP_TOKENS_FILE.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
     }
     if pod.publish_key.is_some() {
         volumes.push(Volume {

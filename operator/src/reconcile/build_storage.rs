@@ -9,7 +9,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::crd::camera::Camera;
-use crate::reconcile::names::{labels, publish_key_secret_name, pvc_name, PUBLISH_KEY_FILE};
+use crate::reconcile::names::{
+    http_tokens_secret_name, labels, publish_key_secret_name, pvc_name, HTTP_TOKENS_FILE,
+    PUBLISH_KEY_FILE,
+};
 use crate::reconcile::{owner_references, CameraRef};
 
 /// The recordings claim, or `None` when recording is off. Owner-referenced (deleted with the
@@ -67,6 +70,54 @@ pub fn build_publish_key_secret(camera: &Camera, at: &CameraRef, key: &str) -> S
     }
 }
 
+/// Marks the operator's own line in the tokens file it writes.
+pub const OPERATOR_TOKEN_MARK: &str = "# kamera-operator: reads /api for the Camera status";
+
+/// The worker's viewer tokens file: the user's tokens as written, then the operator's own
+/// token, which may only read `/api` (scope `api`).
+pub fn http_tokens_file(user_tokens: &str, operator_token: &str) -> String {
+    let mut file = user_tokens.trim_end().to_string();
+    if !file.is_empty() {
+        file.push('\n');
+    }
+    file.push_str(&format!("{OPERATOR_TOKEN_MARK}\n{operator_token} api\n"));
+    file
+}
+
+/// The operator's token in a tokens file it wrote, if any.
+pub fn operator_token_in(file: &str) -> Option<String> {
+    let mut lines = file.lines();
+    lines.find(|l| l.trim() == OPERATOR_TOKEN_MARK)?;
+    let token = lines.next()?.split_whitespace().next()?;
+    (token.len() >= 16).then(|| token.to_string())
+}
+
+/// The worker's tokens file in a Secret owned by the Camera.
+pub fn build_http_tokens_secret(camera: &Camera, at: &CameraRef, file: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(http_tokens_secret_name(&at.name)),
+            namespace: Some(at.namespace.clone()),
+            labels: Some(labels(&at.name)),
+            owner_references: Some(owner_references(camera)),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([(
+            HTTP_TOKENS_FILE.to_string(),
+            file.to_string(),
+        )])),
+        type_: Some("Opaque".to_string()),
+        ..Default::default()
+    }
+}
+
+/// A new random token for the operator (hex, 48 characters).
+pub fn new_operator_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// One line in the worker's key file format.
 pub fn publish_key_file(camera: &str, key: &str) -> String {
     format!("{camera}={}\n", key.trim())
@@ -104,6 +155,18 @@ mod tests {
         assert_eq!(pvc.metadata.owner_references, None);
         cam.spec.recording.enabled = false;
         assert!(build_pvc(&cam, &at).is_none());
+    }
+
+    #[test]
+    fn the_tokens_file_keeps_the_users_tokens_and_adds_the_operators_api_token() {
+        let token = new_operator_token().expect("random");
+        assert_eq!(token.len(), 48);
+        assert_ne!(token, new_operator_token().expect("random"));
+        let file = http_tokens_file("viewer-token-0123456789 live:*\n", &token);
+        assert!(file.starts_with("viewer-token-0123456789 live:*\n"));
+        assert!(file.ends_with(&format!("{token} api\n")));
+        assert_eq!(operator_token_in(&file), Some(token));
+        assert_eq!(operator_token_in("viewer-token-0123456789 live:*\n"), None);
     }
 
     #[test]

@@ -10,35 +10,36 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::context::Context;
-use crate::crd::camera::{Camera, CameraStatus, SecretKeyRef};
+use crate::crd::camera::{Camera, CameraStatus};
 use crate::error::Error;
 use crate::events::Note;
+use crate::reconcile::apply::{apply, live, warned};
 use crate::reconcile::build_deployment::{build_deployment, deployment_config_hash, WorkerPod};
-use crate::reconcile::build_service::build_service;
-use crate::reconcile::build_storage::{build_publish_key_secret, build_pvc};
-use crate::reconcile::camera_status::{claim_phase, conditions, Claim, Observed};
+use crate::reconcile::build_service::{build_http_service, build_ingest_service};
+use crate::reconcile::build_storage::build_pvc;
+use crate::reconcile::camera_status::{assess, claim_phase, Claim, Observed};
 use crate::reconcile::drift::{needs_apply, stamp};
 use crate::reconcile::health::worker_ready_with;
 use crate::reconcile::names::{
-    workload_name, CAMERA_GENERATION_ANNOTATION, CAMERA_LABEL, FIELD_MANAGER, HTTP_PORT, RTMP_PORT,
-    WORKER_CONTAINER,
+    CAMERA_GENERATION_ANNOTATION, CAMERA_LABEL, FIELD_MANAGER, WORKER_CONTAINER,
 };
 use crate::reconcile::ownership::{ownership, Ownership};
 use crate::reconcile::resolve::{resolve_processors, ResolvedProcessor};
 use crate::reconcile::schedule::schedule;
-use crate::reconcile::status::{find, settle_conditions, Cond, PROCESSORS_READY, READY};
+use crate::reconcile::secrets::{apply_http_tokens, apply_publish_key, read_secret_value};
+use crate::reconcile::status::{
+    find, settle_conditions, Cond, INGESTING, PROCESSORS_READY, READY, RECORDING,
+};
+use crate::reconcile::urls::{ingest_url, playback_url};
 use crate::reconcile::validate::validate_camera;
 use crate::reconcile::CameraRef;
 use crate::rollout::{deployment_rolling, Admission};
@@ -123,7 +124,11 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
     // 4. the stream key, when one is referenced
     let publish_key = match &camera.spec.ingest.stream_key_secret_ref {
         None => None,
-        Some(reference) => match read_stream_key(ctx, at, reference).await? {
+        Some(reference) => match read_secret_value(ctx, at, &reference.name, &reference.key)
+            .await?
+            .map(|key| key.trim().to_string())
+            .filter(|key| !key.is_empty())
+        {
             Some(key) => Some(key),
             None => {
                 let message = format!(
@@ -134,6 +139,24 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
                 return Ok(Outcome::hold(&previous, cond, Action::requeue(RETRY)));
             }
         },
+    };
+
+    // 4b. the viewer tokens, when HTTP is protected: the user's, plus the operator's own
+    let tokens = match &camera.spec.http.tokens_secret_ref {
+        None => None,
+        Some(reference) => {
+            match read_secret_value(ctx, at, &reference.name, &reference.key).await? {
+                Some(user) => Some(user),
+                None => {
+                    let message = format!(
+                        "Secret {} has no key {:?} for the viewer tokens; the running worker is left as it is",
+                        reference.name, reference.key
+                    );
+                    let cond = Cond::no(READY, "TokensMissing", message);
+                    return Ok(Outcome::hold(&previous, cond, Action::requeue(RETRY)));
+                }
+            }
+        }
     };
 
     // 5. build
@@ -169,8 +192,16 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
     }
     stamp(&mut deployment, |d| &mut d.metadata);
     let config_hash = deployment_config_hash(&deployment);
-    let mut service = build_service(camera, at);
-    stamp(&mut service, |s| &mut s.metadata);
+    let services: Vec<Service> = [
+        build_ingest_service(camera, at),
+        build_http_service(camera, at),
+    ]
+    .into_iter()
+    .map(|mut s| {
+        stamp(&mut s, |s| &mut s.metadata);
+        s
+    })
+    .collect();
     let pvc = build_pvc(camera, at).map(|mut pvc| {
         stamp(&mut pvc, |p| &mut p.metadata);
         pvc
@@ -179,21 +210,19 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
     // 6. who owns what: never write over an object Kamera did not create
     let uid = camera.metadata.uid.clone().unwrap_or_default();
     let live_deployment = live(ctx, &ctx.stores.deployments, at, &deployment.name_any()).await?;
-    let live_service = live(ctx, &ctx.stores.services, at, &service.name_any()).await?;
+    let mut live_services = Vec::new();
+    for service in &services {
+        live_services.push(live(ctx, &ctx.stores.services, at, &service.name_any()).await?);
+    }
     let live_pvc = match &pvc {
         Some(p) => live(ctx, &ctx.stores.claims, at, &p.name_any()).await?,
         None => None,
     };
-    let owners = [
+    let mut owners = vec![
         (
             "Deployment",
             live_deployment.as_ref().map(|d| &d.metadata),
             deployment.name_any(),
-        ),
-        (
-            "Service",
-            live_service.as_ref().map(|s| &s.metadata),
-            service.name_any(),
         ),
         (
             "PersistentVolumeClaim",
@@ -201,6 +230,13 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
             pvc.as_ref().map(|p| p.name_any()).unwrap_or_default(),
         ),
     ];
+    for (service, live_service) in services.iter().zip(&live_services) {
+        owners.push((
+            "Service",
+            live_service.as_ref().map(|s| &s.metadata),
+            service.name_any(),
+        ));
+    }
     for (kind, meta, name) in owners {
         if let Ownership::Foreign(why) = ownership(meta, &at.name, &uid) {
             return Ok(name_conflict(&previous, at, kind, &name, &why));
@@ -209,13 +245,13 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
 
     // 7. apply what changed, claim first; a failing claim does not stop the live stream
     let mut events = Vec::new();
-    let mut created = Vec::new();
+    let mut created: Vec<String> = Vec::new();
     let claim = match &pvc {
         None => Claim::Disabled,
         Some(pvc) if needs_apply(live_pvc.as_deref(), pvc) => match apply(ctx, at, pvc).await {
             Ok(applied) => {
                 if live_pvc.is_none() {
-                    created.push("recordings claim");
+                    created.push("recordings claim".to_string());
                 }
                 claim_phase(Some(&applied))
             }
@@ -236,12 +272,22 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
             apply_publish_key(ctx, camera, at, &uid, key).await?;
         }
     }
-    if needs_apply(live_service.as_deref(), &service) {
-        apply(ctx, at, &service)
-            .await
-            .map_err(|e| warned(&mut events, e))?;
-        if live_service.is_none() {
-            created.push("Service");
+    match &tokens {
+        Some(user_tokens) => apply_http_tokens(ctx, camera, at, &uid, user_tokens).await?,
+        None => ctx.observations.set_token(&at.key(), None),
+    }
+    let mut current_services = Vec::new();
+    for (service, live_service) in services.iter().zip(&live_services) {
+        if needs_apply(live_service.as_deref(), service) {
+            let applied = apply(ctx, at, service)
+                .await
+                .map_err(|e| warned(&mut events, e))?;
+            if live_service.is_none() {
+                created.push(format!("Service {}", service.name_any()));
+            }
+            current_services.push(Some(Arc::new(applied)));
+        } else {
+            current_services.push(live_service.clone());
         }
     }
     let mut queued = None;
@@ -265,14 +311,14 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
             }
             Admission::Go => {
                 if restart && own_change {
-                    ctx.rollouts.record(&key_of(at), &hash);
+                    ctx.rollouts.record(&at.key(), &hash);
                 }
                 let applied = apply(ctx, at, &deployment)
                     .await
                     .map_err(|e| warned(&mut events, e))?;
                 current = Some(Arc::new(applied));
                 if live_deployment.is_none() {
-                    created.push("worker Deployment");
+                    created.push("worker Deployment".to_string());
                 } else if worker_changes {
                     events.push(Note::normal(
                         "Updated",
@@ -294,13 +340,17 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
 
     // 8. status, from the worker's own containers
     let pods = pods_of(&ctx.stores.pods, at);
-    let (mut conds, attached) = conditions(&Observed {
+    let observation = ctx.observations.get(&at.key());
+    let assessment = assess(&Observed {
         suspended: camera.spec.suspend,
         processors: &processors,
         deployment: current.as_deref(),
         pods: &pods,
         claim: &claim,
+        worker: observation.as_ref(),
     });
+    let mut conds = assessment.conditions;
+    let attached = assessment.processors;
     let mut action = Action::requeue(if publish_key.is_some() { RETRY } else { RESYNC });
     if let Some(busy) = &queued {
         let max = ctx.rollouts.max();
@@ -321,18 +371,8 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         action = Action::requeue(QUEUED);
     }
     let mut status = previous.clone();
-    status.ingest_url = Some(format!(
-        "rtmp://{svc}.{ns}.svc:{RTMP_PORT}/live/{camera}",
-        svc = workload_name(&at.name),
-        ns = at.namespace,
-        camera = at.name
-    ));
-    status.playback_url = Some(format!(
-        "http://{svc}.{ns}.svc:{HTTP_PORT}/hls/{camera}/index.m3u8",
-        svc = workload_name(&at.name),
-        ns = at.namespace,
-        camera = at.name
-    ));
+    status.ingest_url = Some(ingest_url(at, current_services[0].as_deref()));
+    status.playback_url = Some(playback_url(at, current_services[1].as_deref()));
     status.processor_summary = Some(format!(
         "{}/{}",
         attached.iter().filter(|p| p.ready).count(),
@@ -340,14 +380,16 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
     ));
     status.processors = attached;
     status.config_hash = current.as_deref().and_then(deployment_config_hash);
-    // A condition that turned bad is also told as an event (once per reason).
-    for c in &conds {
-        let turned_bad =
-            !c.ok && find(&previous.conditions, c.type_).is_none_or(|p| p.reason != c.reason);
-        if turned_bad && (c.type_ == PROCESSORS_READY || c.type_ == READY) {
-            events.push(Note::warning(&c.reason, "Observe", c.message.clone()));
-        }
-    }
+    let stream = assessment.stream;
+    status.live = stream.live;
+    status.resolution = stream.resolution;
+    status.fps = stream.fps;
+    status.bitrate = stream.bitrate;
+    status.codec = stream.codec;
+    status.since = stream.since;
+    status.publisher = stream.publisher;
+    status.recording = stream.recording;
+    events.extend(transitions(&previous, &conds, status.publisher.as_deref()));
     Ok(Outcome {
         status,
         conditions: conds,
@@ -402,10 +444,6 @@ fn reference(camera: &Camera) -> ObjectReference {
     camera.object_ref(&())
 }
 
-fn key_of(at: &CameraRef) -> String {
-    format!("{}/{}", at.namespace, at.name)
-}
-
 /// Asks the rollout gate whether this camera's worker may restart now.
 fn admit_restart(ctx: &Context, at: &CameraRef, hash: &str) -> Admission {
     let stores = &ctx.stores;
@@ -434,7 +472,7 @@ fn admit_restart(ctx: &Context, at: &CameraRef, hash: &str) -> Admission {
         })
         .collect();
     ctx.rollouts
-        .admit(&key_of(at), hash, still_rolling, &visibly_rolling)
+        .admit(&at.key(), hash, still_rolling, &visibly_rolling)
 }
 
 /// The camera's pods from the cache.
@@ -444,35 +482,6 @@ fn pods_of(pods: &Store<Pod>, at: &CameraRef) -> Vec<Arc<Pod>> {
         .filter(|p| p.namespace().as_deref() == Some(at.namespace.as_str()))
         .filter(|p| p.labels().get(CAMERA_LABEL) == Some(&at.name))
         .collect()
-}
-
-/// The live object: from the cache (which holds only labelled objects), else read by name,
-/// so that an unlabelled object of the same name is found and left alone.
-async fn live<K>(
-    ctx: &Context,
-    store: &Store<K>,
-    at: &CameraRef,
-    name: &str,
-) -> Result<Option<Arc<K>>, Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    if let Some(found) = store.get(&ObjectRef::new(name).within(&at.namespace)) {
-        return Ok(Some(found));
-    }
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &at.namespace);
-    api.get_opt(name)
-        .await
-        .map(|o| o.map(Arc::new))
-        .map_err(|source| Error::Get {
-            kind: kind_name::<K>(),
-            namespace: at.namespace.clone(),
-            name: name.to_string(),
-            source,
-        })
 }
 
 /// Leaves everything as it is: an object of the Camera's name belongs to someone else.
@@ -493,99 +502,6 @@ fn name_conflict(
         Cond::no(READY, "NameConflict", message),
         Action::requeue(RETRY),
     )
-}
-
-/// Applies the operator-made publish key Secret, unless a Secret of that name is not ours.
-async fn apply_publish_key(
-    ctx: &Context,
-    camera: &Camera,
-    at: &CameraRef,
-    uid: &str,
-    key: &str,
-) -> Result<(), Error> {
-    let secret = build_publish_key_secret(camera, at, key);
-    let name = secret.name_any();
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
-    let existing = api.get_opt(&name).await.map_err(|source| Error::Get {
-        kind: "Secret",
-        namespace: at.namespace.clone(),
-        name: name.clone(),
-        source,
-    })?;
-    let meta: Option<&ObjectMeta> = existing.as_ref().map(|s| &s.metadata);
-    if let Ownership::Foreign(why) = ownership(meta, &at.name, uid) {
-        warn!(camera = %at.name, namespace = %at.namespace, secret = %name, %why, "publish key Secret not ours; left untouched");
-        return Ok(());
-    }
-    apply(ctx, at, &secret).await.map(|_| ())
-}
-
-/// Server-side apply of one owned object.
-async fn apply<K>(ctx: &Context, at: &CameraRef, object: &K) -> Result<K, Error>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let name = object.name_any();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &at.namespace);
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await
-    .map_err(|source| {
-        warn!(camera = %at.name, namespace = %at.namespace, kind = kind_name::<K>(), %name, error = %source, "apply failed");
-        Error::Apply {
-            kind: kind_name::<K>(),
-            namespace: at.namespace.clone(),
-            name,
-            source,
-        }
-    })
-}
-
-/// Adds an `ApplyFailed` warning for `error` and hands the error back.
-fn warned(events: &mut Vec<Note>, error: Error) -> Error {
-    events.push(Note::warning("ApplyFailed", "Apply", error.to_string()));
-    error
-}
-
-fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
-    match K::kind(&()).as_ref() {
-        "Deployment" => "Deployment",
-        "Service" => "Service",
-        "PersistentVolumeClaim" => "PersistentVolumeClaim",
-        "Secret" => "Secret",
-        _ => "object",
-    }
-}
-
-/// The stream key from the referenced Secret; `None` when the Secret or its key is missing.
-async fn read_stream_key(
-    ctx: &Context,
-    at: &CameraRef,
-    reference: &SecretKeyRef,
-) -> Result<Option<String>, Error> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
-    let secret = api
-        .get_opt(&reference.name)
-        .await
-        .map_err(|source| Error::Secret {
-            camera: at.name.clone(),
-            namespace: at.namespace.clone(),
-            name: reference.name.clone(),
-            source,
-        })?;
-    Ok(secret
-        .and_then(|s| s.data)
-        .and_then(|data| data.get(&reference.key).cloned())
-        .and_then(|bytes| String::from_utf8(bytes.0).ok())
-        .map(|key| key.trim().to_string())
-        .filter(|key| !key.is_empty()))
 }
 
 /// What an update of the worker pod changed, for its event.
@@ -618,13 +534,75 @@ fn describe_update(
     )
 }
 
+/// Events for what changed: a camera went live or offline, recording stopped or resumed, the
+/// worker or a processor turned bad.
+fn transitions(previous: &CameraStatus, conds: &[Cond], publisher: Option<&str>) -> Vec<Note> {
+    let mut notes = Vec::new();
+    for c in conds {
+        let before = find(&previous.conditions, c.type_);
+        let was_ok = before.map(|p| p.status == "True");
+        let same_reason = before.is_some_and(|p| p.reason == c.reason);
+        match c.type_ {
+            INGESTING if c.ok && was_ok != Some(true) => {
+                // The host only: a reconnecting publisher's new port is not news.
+                let host = publisher
+                    .map(|p| p.rsplit_once(':').map_or(p, |(h, _)| h))
+                    .unwrap_or("a publisher");
+                notes.push(Note::normal(
+                    "Live",
+                    "Observe",
+                    format!("the camera went live: {host} publishes"),
+                ));
+            }
+            INGESTING if !c.ok && was_ok == Some(true) => {
+                notes.push(Note::normal(
+                    "Offline",
+                    "Observe",
+                    format!("the camera went offline: {}", c.message),
+                ));
+            }
+            RECORDING if !c.ok && was_ok == Some(true) && c.reason != "Disabled" => {
+                notes.push(Note::warning(
+                    "RecordingStopped",
+                    "Observe",
+                    c.message.clone(),
+                ));
+            }
+            RECORDING
+                if c.ok
+                    && was_ok == Some(false)
+                    && before.is_some_and(|p| {
+                        matches!(p.reason.as_str(), "DiskFull" | "WriteError")
+                    }) =>
+            {
+                notes.push(Note::normal(
+                    "RecordingResumed",
+                    "Observe",
+                    c.message.clone(),
+                ));
+            }
+            // A worker or processor still starting is not news.
+            READY | PROCESSORS_READY
+                if !c.ok
+                    && !same_reason
+                    && !matches!(c.reason.as_str(), "WorkerStarting" | "Pending") =>
+            {
+                notes.push(Note::warning(&c.reason, "Observe", c.message.clone()));
+            }
+            _ => {}
+        }
+    }
+    notes
+}
+
 /// The previous condition of a type, carried over unchanged.
 fn keep(previous: &CameraStatus, type_: &str) -> Option<Cond> {
     let c = find(&previous.conditions, type_)?;
     let type_: &'static str = match c.type_.as_str() {
         READY => READY,
         PROCESSORS_READY => PROCESSORS_READY,
-        crate::reconcile::status::RECORDING => crate::reconcile::status::RECORDING,
+        RECORDING => RECORDING,
+        INGESTING => INGESTING,
         _ => return None,
     };
     Some(Cond {

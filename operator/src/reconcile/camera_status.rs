@@ -1,19 +1,21 @@
-//! The Camera's conditions from what the cluster shows: the worker container decides `Ready`
-//! (a processor never does), each processor container's state decides `ProcessorsReady`, the
-//! recordings claim decides `Recording`. Pure: the reconciler passes in the cached objects.
+//! The Camera's conditions from what the cluster and the worker show: the worker container (and
+//! its recorder) decide `Ready` (a processor never does); each processor's container state and
+//! its connection to the frame socket decide `ProcessorsReady`; the claim and the recorder decide
+//! `Recording`; the publisher decides `Ingesting`. Pure: the reconciler passes everything in.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 
-use crate::crd::camera::AttachedProcessor;
+use crate::crd::camera::{AttachedProcessor, RecordingStatus};
+use crate::observe::{Observation, WorkerReport};
 use crate::reconcile::health::{
     container_health, current_pod, pod_creation_failure, unschedulable,
 };
 use crate::reconcile::names::{processor_container_name, WORKER_CONTAINER};
 use crate::reconcile::resolve::ResolvedProcessor;
-use crate::reconcile::status::{Cond, PROCESSORS_READY, READY, RECORDING};
+use crate::reconcile::status::{Cond, INGESTING, PROCESSORS_READY, READY, RECORDING};
 
 /// The recordings claim as the reconcile found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,21 +41,141 @@ pub struct Observed<'a> {
     pub pods: &'a [Arc<Pod>],
     /// The recordings claim.
     pub claim: &'a Claim,
+    /// The newest word from the worker, if it is running.
+    pub worker: Option<&'a Observation>,
 }
 
-/// The conditions `Ready`, `ProcessorsReady`, `Recording`, and each processor's state.
-pub fn conditions(o: &Observed<'_>) -> (Vec<Cond>, Vec<AttachedProcessor>) {
+/// The status fields the worker reports about its stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stream {
+    /// A publisher is connected.
+    pub live: Option<bool>,
+    /// `WIDTHxHEIGHT`.
+    pub resolution: Option<String>,
+    /// Frames per second.
+    pub fps: Option<f64>,
+    /// Bits per second.
+    pub bitrate: Option<i64>,
+    /// RFC 6381 codec string.
+    pub codec: Option<String>,
+    /// Since when the publisher is connected.
+    pub since: Option<String>,
+    /// The publisher's address.
+    pub publisher: Option<String>,
+    /// The recorder.
+    pub recording: Option<RecordingStatus>,
+}
+
+/// Everything the status says about the camera's health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    /// `Ready`, `Ingesting`, `ProcessorsReady`, `Recording`.
+    pub conditions: Vec<Cond>,
+    /// Each attached processor's state.
+    pub processors: Vec<AttachedProcessor>,
+    /// The stream, as the worker reports it.
+    pub stream: Stream,
+}
+
+/// The conditions `Ready`, `Ingesting`, `ProcessorsReady`, `Recording`, each processor's state,
+/// and the stream's fields.
+pub fn assess(o: &Observed<'_>) -> Assessment {
     let pod = current_pod(o.pods).map(Arc::as_ref);
-    let attached = attached(o.processors, pod, o.suspended);
-    let conds = vec![
-        ready(o, pod),
+    let report = match o.worker {
+        Some(Observation::Report(r)) => Some(r.as_ref()),
+        _ => None,
+    };
+    let attached = attached(o.processors, pod, o.suspended, report);
+    let recording = recording(o.claim, report);
+    let conditions = vec![
+        ready(o, pod, &recording),
+        ingesting(o),
         processors_ready(&attached),
-        recording(o.claim),
+        recording,
     ];
-    (conds, attached)
+    Assessment {
+        conditions,
+        processors: attached,
+        stream: report.map(stream).unwrap_or_default(),
+    }
 }
 
-fn ready(o: &Observed<'_>, pod: Option<&Pod>) -> Cond {
+fn stream(r: &WorkerReport) -> Stream {
+    Stream {
+        live: Some(r.live),
+        resolution: r.resolution.clone().filter(|_| r.live),
+        fps: r.fps.filter(|_| r.live),
+        bitrate: r
+            .bitrate
+            .filter(|_| r.live)
+            .and_then(|b| i64::try_from(b).ok()),
+        codec: r.codec_string.clone().filter(|_| r.live),
+        since: r.since.clone().filter(|_| r.live),
+        publisher: r.publisher.clone().filter(|_| r.live),
+        recording: r.recording.as_ref().map(|rec| RecordingStatus {
+            state: rec.state.clone(),
+            file: rec.file.clone(),
+            bytes: i64::try_from(rec.bytes).unwrap_or(i64::MAX),
+            last_error: rec
+                .last_error
+                .as_ref()
+                .map(|e| format!("{}: {}", e.reason, e.message)),
+        }),
+    }
+}
+
+fn ingesting(o: &Observed<'_>) -> Cond {
+    match o.worker {
+        _ if o.suspended => Cond::no(INGESTING, "Suspended", "the worker is scaled to zero"),
+        None => Cond::no(INGESTING, "WorkerNotRunning", "the worker is not running"),
+        Some(Observation::Unreachable(why)) => Cond::no(
+            INGESTING,
+            "WorkerUnreachable",
+            format!("the worker does not answer: {why}"),
+        ),
+        Some(Observation::NoStream) => {
+            Cond::no(INGESTING, "NoPublisher", "no publisher has connected yet")
+        }
+        Some(Observation::Report(r)) if !r.live => {
+            Cond::no(INGESTING, "NoPublisher", "the publisher disconnected")
+        }
+        Some(Observation::Report(r)) if r.codec_string.is_none() && !r.unsupported.is_empty() => {
+            Cond::no(
+                INGESTING,
+                "UnsupportedCodec",
+                format!(
+                    "the publisher sends what Kamera cannot use: {}",
+                    r.unsupported.join(", ")
+                ),
+            )
+        }
+        Some(Observation::Report(r)) => Cond::yes(
+            INGESTING,
+            "Publishing",
+            format!(
+                "{} {} from {}",
+                r.resolution.as_deref().unwrap_or("video"),
+                r.codec_string.as_deref().unwrap_or(""),
+                r.publisher.as_deref().unwrap_or("a publisher")
+            )
+            .replace("  ", " "),
+        ),
+    }
+}
+
+fn ready(o: &Observed<'_>, pod: Option<&Pod>, recording: &Cond) -> Cond {
+    let worker = worker_ready(o, pod);
+    if !worker.ok {
+        return worker;
+    }
+    // A worker that runs but cannot record is not ready: footage is being lost.
+    if !recording.ok && matches!(recording.reason.as_str(), "DiskFull" | "WriteError") {
+        return Cond::no(READY, &recording.reason, recording.message.clone());
+    }
+    worker
+}
+
+fn worker_ready(o: &Observed<'_>, pod: Option<&Pod>) -> Cond {
     if o.suspended {
         return Cond::no(
             READY,
@@ -94,13 +216,27 @@ fn attached(
     processors: &[ResolvedProcessor],
     pod: Option<&Pod>,
     suspended: bool,
+    report: Option<&WorkerReport>,
 ) -> Vec<AttachedProcessor> {
     processors
         .iter()
         .map(|p| {
             let health =
                 pod.and_then(|pod| container_health(pod, &processor_container_name(&p.name)));
+            // The worker's side: is it connected to the frame socket, how far behind is it?
+            let socket = report.map(|r| {
+                r.frames
+                    .iter()
+                    .flat_map(|f| &f.processors)
+                    .find(|s| s.name == p.name)
+            });
+            let connected = socket.map(|s| s.is_some_and(|s| s.connected));
+            let lag_seconds = socket.flatten().and_then(|s| s.lag_seconds);
             let (ready, state) = match health {
+                Some(h) if h.ready && connected == Some(false) => (
+                    false,
+                    Some("NotConnected: running, not connected to the frame socket".to_string()),
+                ),
                 Some(h) if h.ready => (true, None),
                 Some(h) if h.message.is_empty() || h.message == h.reason => (false, Some(h.reason)),
                 Some(h) => (false, Some(format!("{}: {}", h.reason, h.message))),
@@ -115,6 +251,8 @@ fn attached(
                 name: p.name.clone(),
                 ready,
                 message,
+                connected,
+                lag_seconds,
             }
         })
         .collect()
@@ -158,7 +296,37 @@ fn processors_ready(attached: &[AttachedProcessor]) -> Cond {
     Cond::no(PROCESSORS_READY, reason, message)
 }
 
-fn recording(claim: &Claim) -> Cond {
+fn recording(claim: &Claim, report: Option<&WorkerReport>) -> Cond {
+    let bound = matches!(claim, Claim::Phase(Some(phase)) if phase == "Bound");
+    if let (true, Some(rec)) = (bound, report.and_then(|r| r.recording.as_ref())) {
+        let error = rec
+            .last_error
+            .as_ref()
+            .map(|e| format!("{}: {}", e.reason, e.message))
+            .unwrap_or_default();
+        return match rec.state.as_str() {
+            "recording" => Cond::yes(
+                RECORDING,
+                "Recording",
+                format!("writing {}", rec.file.as_deref().unwrap_or("a file")),
+            ),
+            "disk_low" => Cond::no(
+                RECORDING,
+                "DiskFull",
+                format!(
+                    "the recordings volume is below its free-space floor; not recording {error}"
+                )
+                .trim()
+                .to_string(),
+            ),
+            "error" => Cond::no(RECORDING, "WriteError", format!("the disk failed: {error}")),
+            _ => Cond::yes(
+                RECORDING,
+                "Idle",
+                "ready to record when a publisher connects",
+            ),
+        };
+    }
     match claim {
         Claim::Disabled => Cond::no(
             RECORDING,
@@ -206,6 +374,11 @@ mod tests {
         }
     }
 
+    fn conditions(o: &Observed<'_>) -> (Vec<Cond>, Vec<AttachedProcessor>) {
+        let a = assess(o);
+        (a.conditions, a.processors)
+    }
+
     fn find<'a>(conds: &'a [Cond], t: &str) -> &'a Cond {
         conds.iter().find(|c| c.type_ == t).expect("condition")
     }
@@ -227,6 +400,7 @@ mod tests {
             deployment: None,
             pods: &pods,
             claim: &bound,
+            worker: None,
         });
         assert!(find(&conds, READY).ok, "the worker alone decides Ready");
         let p = find(&conds, PROCESSORS_READY);
@@ -265,6 +439,7 @@ mod tests {
             deployment: Some(&deployment),
             pods: &[],
             claim: &Claim::Disabled,
+            worker: None,
         });
         let ready = find(&conds, READY);
         assert_eq!(ready.reason, "PodCreationFailed");
@@ -284,6 +459,7 @@ mod tests {
             deployment: None,
             pods: &pods,
             claim: &Claim::Phase(None),
+            worker: None,
         });
         assert_eq!(find(&conds, READY).reason, "ImagePullBackOff");
         assert_eq!(find(&conds, PROCESSORS_READY).reason, "NoProcessors");

@@ -21,6 +21,7 @@ use crate::rollout::RolloutGate;
 
 const PVC: &str = "/api/v1/namespaces/cams/persistentvolumeclaims/lobby-recordings";
 const SVC: &str = "/api/v1/namespaces/cams/services/lobby";
+const SVC_HTTP: &str = "/api/v1/namespaces/cams/services/lobby-http";
 const DEPLOY: &str = "/apis/apps/v1/namespaces/cams/deployments/lobby";
 const STATUS: &str = "/apis/kamera.dev/v1alpha1/namespaces/cams/cameras/lobby/status";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/cams/events";
@@ -123,7 +124,7 @@ async fn a_new_camera_is_created_server_side_with_rights_the_chart_grants() {
         .filter(|r| r.method == Method::PATCH && !r.path.ends_with("/status"))
         .collect();
     let paths: Vec<&str> = applies.iter().map(|r| r.path.as_str()).collect();
-    assert_eq!(paths, [PVC, SVC, DEPLOY]);
+    assert_eq!(paths, [PVC, SVC, SVC_HTTP, DEPLOY]);
     for apply in &applies {
         assert!(
             apply.query.contains("fieldManager=kamera-operator"),
@@ -133,7 +134,7 @@ async fn a_new_camera_is_created_server_side_with_rights_the_chart_grants() {
         assert!(apply.query.contains("force=true"), "{}", apply.query);
         assert_eq!(apply.content_type, "application/apply-patch+yaml");
     }
-    let deployment = &applies[2].body;
+    let deployment = &applies[3].body;
     assert_eq!(
         deployment["metadata"]["ownerReferences"][0]["kind"],
         "Camera"
@@ -141,6 +142,9 @@ async fn a_new_camera_is_created_server_side_with_rights_the_chart_grants() {
     assert_eq!(containers(deployment), ["worker", "processor-motion"]);
     assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
     assert_eq!(applies[1].body["spec"]["publishNotReadyAddresses"], true);
+    assert_eq!(applies[1].body["spec"]["ports"][0]["port"], 1935);
+    assert_eq!(applies[2].body["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(applies[2].body["spec"]["type"], "ClusterIP");
     assert!(
         applies[0].body["metadata"]["ownerReferences"].is_null(),
         "recordings are retained by default: the claim has no owner"
@@ -163,7 +167,7 @@ async fn a_new_camera_is_created_server_side_with_rights_the_chart_grants() {
         .expect("Created event");
     assert_eq!(
         created.body["note"],
-        "created the recordings claim, Service, worker Deployment"
+        "created the recordings claim, Service lobby, Service lobby-http, worker Deployment"
     );
 }
 
@@ -179,7 +183,9 @@ async fn a_camera_without_recording_is_not_told_it_got_a_claim() {
         .map(|e| e.body["note"].as_str().unwrap_or_default().to_string())
         .collect();
     assert!(
-        notes.contains(&"created the Service, worker Deployment".to_string()),
+        notes.contains(
+            &"created the Service lobby, Service lobby-http, worker Deployment".to_string()
+        ),
         "{notes:?}"
     );
     assert_eq!(

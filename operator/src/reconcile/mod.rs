@@ -1,6 +1,7 @@
 //! Reconciliation, as a list of steps: validate → resolve processors → schedule → build PVC,
 //! Service, Secret, Deployment → apply → status → events. Every step but apply is a pure function.
 
+pub mod apply;
 pub mod build_deployment;
 pub mod build_service;
 pub mod build_storage;
@@ -14,7 +15,9 @@ pub mod ownership;
 pub mod processor;
 pub mod resolve;
 pub mod schedule;
+pub mod secrets;
 pub mod status;
+pub mod urls;
 pub mod validate;
 pub mod worker_args;
 
@@ -33,6 +36,11 @@ pub struct CameraRef {
 }
 
 impl CameraRef {
+    /// `namespace/name`, the key of per-camera state in the operator.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
     /// The Camera's name and namespace, or `None` when it has no name.
     pub fn of(camera: &Camera) -> Option<CameraRef> {
         let name = camera.metadata.name.clone()?;

@@ -23,6 +23,10 @@ pub const DATA_DIR: &str = "/data";
 pub const PUBLISH_KEY_DIR: &str = "/etc/kamera/publish-key";
 /// Key of the publish key file inside the operator-made Secret.
 pub const PUBLISH_KEY_FILE: &str = "publish-keys";
+/// Mount point of the viewer tokens file the worker reads (the operator's Secret).
+pub const HTTP_TOKENS_DIR: &str = "/etc/kamera/http-tokens";
+/// Key (and file name) of the viewer tokens in the operator-made Secret.
+pub const HTTP_TOKENS_FILE: &str = "tokens";
 /// RTMP port of the worker.
 pub const RTMP_PORT: i32 = 1935;
 /// HTTP port of the worker (LL-HLS, API, metrics, health).
@@ -35,6 +39,11 @@ pub fn workload_name(camera: &str) -> String {
     camera.to_string()
 }
 
+/// The HTTP Service (LL-HLS, frames, recordings, API, metrics).
+pub fn http_service_name(camera: &str) -> String {
+    format!("{camera}-http")
+}
+
 /// The recordings claim.
 pub fn pvc_name(camera: &str) -> String {
     format!("{camera}-recordings")
@@ -43,6 +52,12 @@ pub fn pvc_name(camera: &str) -> String {
 /// The operator-made Secret holding the worker's publish key file.
 pub fn publish_key_secret_name(camera: &str) -> String {
     format!("{camera}-publish-key")
+}
+
+/// The operator-made Secret holding the worker's viewer tokens: the user's, plus the
+/// operator's own read-only token for `/api`.
+pub fn http_tokens_secret_name(camera: &str) -> String {
+    format!("{camera}-http-tokens")
 }
 
 /// The sidecar container of a processor.

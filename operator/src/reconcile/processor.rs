@@ -30,10 +30,30 @@ pub fn matched_cameras(processor: &FrameProcessor, cameras: &[Arc<Camera>]) -> V
     names
 }
 
-/// The status a processor should have, given the Cameras it selects.
+/// How many of the processor's Cameras report it connected to their worker's frame socket.
+pub fn connected_cameras(processor: &FrameProcessor, cameras: &[Arc<Camera>]) -> i32 {
+    let namespace = processor.namespace();
+    let name = processor.name_any();
+    let count = cameras
+        .iter()
+        .filter(|c| c.namespace() == namespace)
+        .filter(|c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.processors
+                    .iter()
+                    .any(|p| p.name == name && p.connected == Some(true))
+            })
+        })
+        .count();
+    i32::try_from(count).unwrap_or(i32::MAX)
+}
+
+/// The status a processor should have, given the Cameras it selects and how many of them
+/// report it connected.
 pub fn processor_status(
     processor: &FrameProcessor,
     matched: Vec<String>,
+    connected: i32,
     now: Timestamp,
 ) -> FrameProcessorStatus {
     let ready = if let Some(error) = selector_error(&processor.spec.camera_selector) {
@@ -57,6 +77,7 @@ pub fn processor_status(
     FrameProcessorStatus {
         observed_generation: processor.metadata.generation,
         matched_camera_count: i32::try_from(matched.len()).unwrap_or(i32::MAX),
+        connected_camera_count: connected,
         matched_cameras: matched,
         conditions: settle_conditions(
             &previous.conditions,
@@ -75,8 +96,10 @@ pub async fn reconcile(processor: Arc<FrameProcessor>, ctx: Arc<Context>) -> Res
         kind: "FrameProcessor",
     })?;
     let namespace = processor.namespace().unwrap_or_else(|| "default".into());
-    let matched = matched_cameras(&processor, &ctx.stores.cameras.state());
-    let status = processor_status(&processor, matched, Timestamp::now());
+    let cameras = ctx.stores.cameras.state();
+    let matched = matched_cameras(&processor, &cameras);
+    let connected = connected_cameras(&processor, &cameras);
+    let status = processor_status(&processor, matched, connected, Timestamp::now());
     if processor.status.as_ref() != Some(&status) {
         let api: Api<FrameProcessor> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = Patch::Apply(serde_json::json!({
@@ -117,11 +140,24 @@ mod tests {
         fp.metadata.namespace = Some("cams".into());
         fp.spec.camera_selector.match_labels =
             Some([("zone".to_string(), "lobby".to_string())].into());
-        let matched = matched_cameras(&fp, &[Arc::new(lobby), Arc::new(yard)]);
+        lobby.status = Some(crate::crd::camera::CameraStatus {
+            processors: vec![crate::crd::camera::AttachedProcessor {
+                name: "yolo".into(),
+                ready: true,
+                connected: Some(true),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let cameras = [Arc::new(lobby), Arc::new(yard)];
+        let matched = matched_cameras(&fp, &cameras);
         assert_eq!(matched, ["lobby"]);
+        let connected = connected_cameras(&fp, &cameras);
+        assert_eq!(connected, 1);
         let now = Timestamp::from_second(1).expect("valid");
-        let status = processor_status(&fp, matched, now);
+        let status = processor_status(&fp, matched, connected, now);
         assert_eq!(status.matched_camera_count, 1);
+        assert_eq!(status.connected_camera_count, 1);
         assert_eq!(status.conditions[0].reason, "Selected");
     }
 }

@@ -8,6 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 pub const READY: &str = "Ready";
 /// Every attached processor runs as a sidecar.
 pub const PROCESSORS_READY: &str = "ProcessorsReady";
+/// A publisher is connected and sends a stream Kamera can use.
+pub const INGESTING: &str = "Ingesting";
 /// The recordings claim is there and bound (or recording is off).
 pub const RECORDING: &str = "Recording";
 

@@ -11,7 +11,7 @@ use crate::crd::camera::{Camera, CameraSpec};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SpecError {
     /// The name cannot name a Service or a stream.
-    #[error("camera name {0:?} must be a DNS-1035 label of at most 63 characters")]
+    #[error("camera name {0:?} must be a DNS-1035 label of at most 58 characters (it names the Service `<camera>-http`)")]
     InvalidName(String),
     /// A duration field does not parse or is zero.
     #[error("{field} {value:?} is not a positive duration such as 200ms, 5m or 7d")]
@@ -36,6 +36,9 @@ pub enum SpecError {
     #[error("frames.quality {0} must be within 1-100")]
     BadQuality(u8),
 }
+
+/// The longest Camera name: `<camera>-http` must still be a Service name (63 characters).
+pub const MAX_CAMERA_NAME: usize = 58;
 
 /// True for DNS-1035 labels: what a Service name (and therefore a Camera name) must be.
 pub fn is_dns1035_label(name: &str, max_len: usize) -> bool {
@@ -78,7 +81,7 @@ pub fn check_size(field: &'static str, value: &str) -> Result<(), SpecError> {
 /// Validates a Camera: its name and every field the worker's flags are built from.
 pub fn validate_camera(camera: &Camera) -> Result<(), SpecError> {
     let name = camera.metadata.name.clone().unwrap_or_default();
-    if !is_dns1035_label(&name, 63) {
+    if !is_dns1035_label(&name, MAX_CAMERA_NAME) {
         return Err(SpecError::InvalidName(name));
     }
     validate_spec(&camera.spec)
@@ -125,7 +128,7 @@ mod tests {
 
     #[test]
     fn names_that_cannot_name_a_service_are_refused() {
-        for bad in ["", "Front", "1cam", "cam-", "cam_1", &"a".repeat(64)] {
+        for bad in ["", "Front", "1cam", "cam-", "cam_1", &"a".repeat(59)] {
             assert!(validate_camera(&camera(bad)).is_err(), "{bad:?} accepted");
         }
     }

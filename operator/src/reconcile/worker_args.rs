@@ -3,7 +3,8 @@
 
 use crate::crd::camera::CameraSpec;
 use crate::reconcile::names::{
-    DATA_DIR, FRAMES_DIR, FRAME_SOCKET, HTTP_PORT, PUBLISH_KEY_DIR, PUBLISH_KEY_FILE, RTMP_PORT,
+    DATA_DIR, FRAMES_DIR, FRAME_SOCKET, HTTP_PORT, HTTP_TOKENS_DIR, HTTP_TOKENS_FILE,
+    PUBLISH_KEY_DIR, PUBLISH_KEY_FILE, RTMP_PORT,
 };
 
 /// The worker binary, as the container's command.
@@ -35,6 +36,12 @@ pub fn worker_args(name: &str, spec: &CameraSpec, publish_key: bool) -> Vec<Stri
         flag(
             "publish-key-file",
             format!("{PUBLISH_KEY_DIR}/{PUBLISH_KEY_FILE}"),
+        );
+    }
+    if spec.http.tokens_secret_ref.is_some() {
+        flag(
+            "http-tokens-file",
+            format!("{HTTP_TOKENS_DIR}/{HTTP_TOKENS_FILE}"),
         );
     }
     let recording = &spec.recording;

@@ -1,0 +1,434 @@
+//! What each worker says about its camera: the operator reads `GET /api/cameras/<camera>` from
+//! every running worker pod (bounded concurrency, every [`POLL_EVERY`], and soon after a pod
+//! turns ready), keeps the newest answer per camera, and wakes a Camera's reconcile only when
+//! something worth a status change changed. A worker that does not answer is an observation
+//! ("unreachable"), not an error loop.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use kube::runtime::reflector::ObjectRef;
+use kube::ResourceExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::context::Stores;
+use crate::crd::camera::Camera;
+use crate::reconcile::health::{container_health, current_pod};
+use crate::reconcile::names::{CAMERA_LABEL, HTTP_PORT, WORKER_CONTAINER};
+
+/// How often every worker is asked.
+pub const POLL_EVERY: Duration = Duration::from_secs(10);
+/// How long one answer may take.
+const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+/// Workers asked at once.
+const CONCURRENCY: usize = 16;
+/// The largest answer read (a camera's JSON is a few KiB).
+const MAX_ANSWER: usize = 1 << 20;
+
+/// The recorder, as the worker reports it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RecordingReport {
+    /// `idle`, `recording`, `disk_low` or `error`.
+    #[serde(default)]
+    pub state: String,
+    /// The file being written.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Bytes recorded.
+    #[serde(default)]
+    pub bytes: u64,
+    /// The last disk error.
+    #[serde(default)]
+    pub last_error: Option<ErrorReport>,
+}
+
+/// A disk error.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ErrorReport {
+    /// Short reason, e.g. `no_space`.
+    #[serde(default)]
+    pub reason: String,
+    /// The message.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// One processor on the frame socket, as the worker reports it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ProcessorReport {
+    /// The processor's name (its `hello`).
+    pub name: String,
+    /// Whether it is connected now.
+    #[serde(default)]
+    pub connected: bool,
+    /// Seconds since the capture of the newest frame it acknowledged.
+    #[serde(default)]
+    pub lag_seconds: Option<f64>,
+}
+
+/// The frames section.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct FramesReport {
+    /// Processors connected (or recently connected) for this camera.
+    #[serde(default)]
+    pub processors: Vec<ProcessorReport>,
+}
+
+/// What a worker says about its camera (the fields of `/api/cameras/<camera>` the operator uses).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct WorkerReport {
+    /// A publisher is connected.
+    #[serde(default)]
+    pub live: bool,
+    /// Since when.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// The publisher's address.
+    #[serde(default)]
+    pub publisher: Option<String>,
+    /// RFC 6381 codec string, e.g. `avc1.640028`.
+    #[serde(default)]
+    pub codec_string: Option<String>,
+    /// `WIDTHxHEIGHT`.
+    #[serde(default)]
+    pub resolution: Option<String>,
+    /// Measured frame rate.
+    #[serde(default)]
+    pub fps: Option<f64>,
+    /// Measured bits per second.
+    #[serde(default)]
+    pub bitrate: Option<u64>,
+    /// What the publisher sends that Kamera cannot use (e.g. `video: hevc`).
+    #[serde(default)]
+    pub unsupported: Vec<String>,
+    /// The recorder.
+    #[serde(default)]
+    pub recording: Option<RecordingReport>,
+    /// Frames and processors.
+    #[serde(default)]
+    pub frames: Option<FramesReport>,
+}
+
+/// The newest word from a camera's worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// The worker answered about its camera.
+    Report(Box<WorkerReport>),
+    /// The worker answered that it has no stream of that camera yet (404).
+    NoStream,
+    /// The worker did not answer usefully: why.
+    Unreachable(String),
+}
+
+impl Observation {
+    /// The observation with measured rates kept at `previous`'s values while they moved less
+    /// than a few percent, so that noise in fps and bitrate never causes a status write.
+    pub fn settled(self, previous: Option<&Observation>) -> Observation {
+        let (Observation::Report(mut new), Some(Observation::Report(old))) =
+            (self.clone(), previous)
+        else {
+            return self;
+        };
+        new.fps = steady(old.fps, new.fps, 0.05);
+        new.bitrate = steady(
+            old.bitrate.map(|b| b as f64),
+            new.bitrate.map(|b| b as f64),
+            0.10,
+        )
+        .map(|b| b as u64);
+        for p in new.frames.iter_mut().flat_map(|f| f.processors.iter_mut()) {
+            let before = old
+                .frames
+                .iter()
+                .flat_map(|f| &f.processors)
+                .find(|o| o.name == p.name)
+                .and_then(|o| o.lag_seconds);
+            p.lag_seconds = steady_lag(before, p.lag_seconds);
+        }
+        Observation::Report(new)
+    }
+}
+
+/// `new`, unless it is within `tolerance` (relative) of `old`.
+fn steady(old: Option<f64>, new: Option<f64>, tolerance: f64) -> Option<f64> {
+    match (old, new) {
+        (Some(o), Some(n)) if o != 0.0 && ((n - o) / o).abs() <= tolerance => Some(o),
+        _ => new.map(|n| (n * 100.0).round() / 100.0),
+    }
+}
+
+/// Lag in whole seconds, kept while it moved by less than a second or 20 %.
+fn steady_lag(old: Option<f64>, new: Option<f64>) -> Option<f64> {
+    let new = new.map(|n| n.round());
+    match (old, new) {
+        (Some(o), Some(n)) if (n - o).abs() < 1.0 || (o > 0.0 && ((n - o) / o).abs() <= 0.2) => {
+            Some(o)
+        }
+        _ => new,
+    }
+}
+
+/// The newest observation of every camera (`namespace/name`), and the token the operator reads
+/// a worker's `/api` with when viewer tokens protect it.
+#[derive(Debug, Default)]
+pub struct Observations {
+    seen: Mutex<HashMap<String, Observation>>,
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+impl Observations {
+    /// The newest observation of a camera.
+    pub fn get(&self, camera: &str) -> Option<Observation> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(camera)
+            .cloned()
+    }
+
+    /// Sets (or, with `None`, forgets) the token for a camera's worker.
+    pub fn set_token(&self, camera: &str, token: Option<String>) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        match token {
+            Some(t) => tokens.insert(camera.to_string(), t),
+            None => tokens.remove(camera),
+        };
+    }
+
+    /// The token for a camera's worker, if its HTTP needs one.
+    pub fn token(&self, camera: &str) -> Option<String> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(camera)
+            .cloned()
+    }
+
+    /// Records an observation (settled against the previous one); true when it changed.
+    pub fn record(&self, camera: &str, observation: Observation) -> bool {
+        let mut all = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let settled = observation.settled(all.get(camera));
+        let changed = all.get(camera) != Some(&settled);
+        all.insert(camera.to_string(), settled);
+        changed
+    }
+
+    /// Forgets cameras that no longer exist.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keep(k));
+    }
+}
+
+/// Asks workers over plain HTTP inside the cluster.
+#[derive(Clone)]
+pub struct WorkerProbe {
+    http: HttpClient<HttpConnector, Empty<Bytes>>,
+    port: u16,
+}
+
+impl WorkerProbe {
+    /// A probe of workers listening on `port`.
+    pub fn new(port: u16) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(ANSWER_WITHIN));
+        WorkerProbe {
+            http: HttpClient::builder(TokioExecutor::new()).build(connector),
+            port,
+        }
+    }
+
+    /// The probe of workers on their standard port.
+    pub fn standard() -> Self {
+        Self::new(u16::try_from(HTTP_PORT).unwrap_or(8080))
+    }
+
+    /// Asks the worker at `ip` about `camera`, with `token` when its HTTP needs one.
+    pub async fn ask(&self, ip: &str, camera: &str, token: Option<&str>) -> Observation {
+        let host = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        let uri = format!("http://{host}:{}/api/cameras/{camera}", self.port);
+        let mut request = http::Request::get(&uri);
+        if let Some(token) = token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match request.body(Empty::new()) {
+            Ok(r) => r,
+            Err(e) => return Observation::Unreachable(format!("bad request {uri}: {e}")),
+        };
+        let answer = tokio::time::timeout(ANSWER_WITHIN, async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        })
+        .await;
+        match answer {
+            Err(_) => Observation::Unreachable(format!("no answer within {ANSWER_WITHIN:?}")),
+            Ok(Err(e)) => Observation::Unreachable(e),
+            Ok(Ok((status, _))) if status == http::StatusCode::NOT_FOUND => Observation::NoStream,
+            Ok(Ok((status, _))) if !status.is_success() => {
+                Observation::Unreachable(format!("the worker answered {status}"))
+            }
+            Ok(Ok((_, body))) => match serde_json::from_slice::<WorkerReport>(&body) {
+                Ok(report) => Observation::Report(Box::new(report)),
+                Err(e) => Observation::Unreachable(format!("unreadable answer: {e}")),
+            },
+        }
+    }
+}
+
+/// The cameras to ask now: those whose worker container is ready, with the pod's IP.
+pub fn targets(stores: &Stores) -> Vec<(ObjectRef<Camera>, String)> {
+    let mut pods_by_camera: HashMap<(String, String), Vec<Arc<k8s_openapi::api::core::v1::Pod>>> =
+        HashMap::new();
+    for pod in stores.pods.state() {
+        if let Some(camera) = pod.labels().get(CAMERA_LABEL) {
+            let ns = pod.namespace().unwrap_or_default();
+            pods_by_camera
+                .entry((ns, camera.clone()))
+                .or_default()
+                .push(pod);
+        }
+    }
+    stores
+        .cameras
+        .state()
+        .iter()
+        .filter_map(|cam| {
+            let key = (cam.namespace().unwrap_or_default(), cam.name_any());
+            let pods = pods_by_camera.get(&key)?;
+            let pod = current_pod(pods)?;
+            let ready = container_health(pod, WORKER_CONTAINER).is_some_and(|h| h.ready);
+            let ip = pod.status.as_ref()?.pod_ip.clone()?;
+            ready.then(|| (ObjectRef::from_obj(cam.as_ref()), ip))
+        })
+        .collect()
+}
+
+/// Asks every running worker every [`POLL_EVERY`] until `shutdown`; sends the cameras whose
+/// observation changed to `changed`, and forgets cameras whose worker is gone.
+pub async fn poll(
+    stores: Stores,
+    observations: Arc<Observations>,
+    probe: WorkerProbe,
+    changed: mpsc::Sender<ObjectRef<Camera>>,
+    shutdown: CancellationToken,
+) {
+    if stores.wait_ready(Duration::from_secs(3_600)).await.is_err() {
+        return;
+    }
+    loop {
+        let targets = targets(&stores);
+        let asked: std::collections::HashSet<String> = targets
+            .iter()
+            .map(|(c, _)| format!("{}/{}", c.namespace.as_deref().unwrap_or_default(), c.name))
+            .collect();
+        futures::stream::iter(targets)
+            .for_each_concurrent(CONCURRENCY, |(camera, ip)| {
+                let probe = probe.clone();
+                let observations = observations.clone();
+                let changed = changed.clone();
+                async move {
+                    let key = format!(
+                        "{}/{}",
+                        camera.namespace.as_deref().unwrap_or_default(),
+                        camera.name
+                    );
+                    let token = observations.token(&key);
+                    let observation = probe.ask(&ip, &camera.name, token.as_deref()).await;
+                    if observations.record(&key, observation) {
+                        debug!(camera = %key, "worker state changed");
+                        let _ = changed.send(camera).await;
+                    }
+                }
+            })
+            .await;
+        // A camera whose worker is not running has no current observation.
+        observations.retain(|k| asked.contains(k));
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(POLL_EVERY) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(fps: f64, bitrate: u64) -> Observation {
+        Observation::Report(Box::new(WorkerReport {
+            live: true,
+            fps: Some(fps),
+            bitrate: Some(bitrate),
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn noise_in_measured_rates_is_not_a_change() {
+        let obs = Observations::default();
+        assert!(obs.record("cams/a", report(25.0, 4_000_000)));
+        assert!(
+            !obs.record("cams/a", report(24.9, 4_150_000)),
+            "within tolerance"
+        );
+        assert!(
+            obs.record("cams/a", report(15.0, 4_000_000)),
+            "a real change"
+        );
+        assert!(obs.record("cams/a", Observation::NoStream));
+    }
+
+    #[test]
+    fn the_workers_json_parses_with_unknown_fields_ignored() {
+        let json = serde_json::json!({
+            "name": "lobby", "live": true, "since": "2026-12-01T10:00:00.000Z",
+            "publisher": "10.0.0.7:51234", "codec": "h264", "codec_string": "avc1.640028",
+            "resolution": "1920x1080", "fps": 25.0, "bitrate": 4_000_000, "unsupported": [],
+            "recording": {"state": "disk_low", "file": null, "bytes": 10,
+                          "last_error": {"reason": "no_space", "message": "free space below 5%", "at": "x"}},
+            "frames": {"processors": [{"name": "yolo", "connected": false, "lag_seconds": null}]},
+            "hls": {"parts": 3},
+        });
+        let report: WorkerReport = serde_json::from_value(json).expect("parses");
+        assert_eq!(report.recording.expect("recording").state, "disk_low");
+        assert!(!report.frames.expect("frames").processors[0].connected);
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_does_not_listen_is_unreachable_not_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let probe = WorkerProbe::new(port);
+        assert!(matches!(
+            probe.ask("127.0.0.1", "lobby", None).await,
+            Observation::Unreachable(_)
+        ));
+    }
+}

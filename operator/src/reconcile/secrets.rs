@@ -1,0 +1,106 @@
+//! Secrets a Camera uses: read the ones it names (by name, never listed or watched) and write
+//! the operator's own (the publish key file, the viewer tokens file with the operator's token).
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::Api;
+use kube::ResourceExt;
+use tracing::warn;
+
+use crate::context::Context;
+use crate::crd::camera::Camera;
+use crate::error::Error;
+use crate::reconcile::apply::apply;
+use crate::reconcile::build_storage::{
+    build_http_tokens_secret, build_publish_key_secret, http_tokens_file, new_operator_token,
+    operator_token_in,
+};
+use crate::reconcile::names::{http_tokens_secret_name, HTTP_TOKENS_FILE};
+use crate::reconcile::ownership::{ownership, Ownership};
+use crate::reconcile::CameraRef;
+
+/// A value from a Secret the Camera references; `None` when the Secret or its key is missing.
+pub async fn read_secret_value(
+    ctx: &Context,
+    at: &CameraRef,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
+    let secret = api.get_opt(name).await.map_err(|source| Error::Secret {
+        camera: at.name.clone(),
+        namespace: at.namespace.clone(),
+        name: name.to_string(),
+        source,
+    })?;
+    Ok(secret
+        .and_then(|s| s.data)
+        .and_then(|data| data.get(key).cloned())
+        .and_then(|bytes| String::from_utf8(bytes.0).ok()))
+}
+
+/// Applies the operator-made publish key Secret, unless a Secret of that name is not ours.
+pub async fn apply_publish_key(
+    ctx: &Context,
+    camera: &Camera,
+    at: &CameraRef,
+    uid: &str,
+    key: &str,
+) -> Result<(), Error> {
+    let secret = build_publish_key_secret(camera, at, key);
+    let name = secret.name_any();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
+    let existing = api.get_opt(&name).await.map_err(|source| Error::Get {
+        kind: "Secret",
+        namespace: at.namespace.clone(),
+        name: name.clone(),
+        source,
+    })?;
+    let meta: Option<&ObjectMeta> = existing.as_ref().map(|s| &s.metadata);
+    if let Ownership::Foreign(why) = ownership(meta, &at.name, uid) {
+        warn!(camera = %at.name, namespace = %at.namespace, secret = %name, %why, "publish key Secret not ours; left untouched");
+        return Ok(());
+    }
+    apply(ctx, at, &secret).await.map(|_| ())
+}
+
+/// Writes the worker's tokens file (the user's tokens and the operator's own `api` token) into
+/// the operator's Secret when it changed, and remembers the operator's token for the status
+/// poll. The token is kept across reconciles and operator restarts (read back from the Secret).
+pub async fn apply_http_tokens(
+    ctx: &Context,
+    camera: &Camera,
+    at: &CameraRef,
+    uid: &str,
+    user_tokens: &str,
+) -> Result<(), Error> {
+    let name = http_tokens_secret_name(&at.name);
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
+    let existing = api.get_opt(&name).await.map_err(|source| Error::Get {
+        kind: "Secret",
+        namespace: at.namespace.clone(),
+        name: name.clone(),
+        source,
+    })?;
+    if let Ownership::Foreign(why) =
+        ownership(existing.as_ref().map(|s| &s.metadata), &at.name, uid)
+    {
+        warn!(camera = %at.name, namespace = %at.namespace, secret = %name, %why, "tokens Secret not ours; left untouched");
+        return Ok(());
+    }
+    let current = existing
+        .as_ref()
+        .and_then(|s| s.data.as_ref())
+        .and_then(|d| d.get(HTTP_TOKENS_FILE))
+        .and_then(|b| String::from_utf8(b.0.clone()).ok());
+    let token = match current.as_deref().and_then(operator_token_in) {
+        Some(t) => t,
+        None => new_operator_token().map_err(|e| Error::Random(e.to_string()))?,
+    };
+    let file = http_tokens_file(user_tokens, &token);
+    if current.as_deref() != Some(file.as_str()) {
+        apply(ctx, at, &build_http_tokens_secret(camera, at, &file)).await?;
+    }
+    ctx.observations.set_token(&at.key(), Some(token));
+    Ok(())
+}
