@@ -160,7 +160,7 @@ impl Observation {
 }
 
 /// `new`, unless it is within `tolerance` (relative) of `old`.
-fn steady(old: Option<f64>, new: Option<f64>, tolerance: f64) -> Option<f64> {
+pub fn steady(old: Option<f64>, new: Option<f64>, tolerance: f64) -> Option<f64> {
     match (old, new) {
         (Some(o), Some(n)) if o != 0.0 && ((n - o) / o).abs() <= tolerance => Some(o),
         _ => new.map(|n| (n * 100.0).round() / 100.0),
@@ -168,7 +168,7 @@ fn steady(old: Option<f64>, new: Option<f64>, tolerance: f64) -> Option<f64> {
 }
 
 /// Lag in whole seconds, kept while it moved by less than a second or 20 %.
-fn steady_lag(old: Option<f64>, new: Option<f64>) -> Option<f64> {
+pub fn steady_lag(old: Option<f64>, new: Option<f64>) -> Option<f64> {
     let new = new.map(|n| n.round());
     match (old, new) {
         (Some(o), Some(n)) if (n - o).abs() < 1.0 || (o > 0.0 && ((n - o) / o).abs() <= 0.2) => {
@@ -329,8 +329,39 @@ pub fn targets(stores: &Stores) -> Vec<(ObjectRef<Camera>, String)> {
         .collect()
 }
 
+/// Asks every running worker once; returns the cameras whose observation changed, and forgets
+/// cameras whose worker is not running.
+pub async fn poll_once(
+    stores: &Stores,
+    observations: &Observations,
+    probe: &WorkerProbe,
+) -> Vec<ObjectRef<Camera>> {
+    let targets = targets(stores);
+    let asked: std::collections::HashSet<String> = targets
+        .iter()
+        .map(|(c, _)| format!("{}/{}", c.namespace.as_deref().unwrap_or_default(), c.name))
+        .collect();
+    let changed = futures::stream::iter(targets)
+        .map(|(camera, ip)| async move {
+            let key = format!(
+                "{}/{}",
+                camera.namespace.as_deref().unwrap_or_default(),
+                camera.name
+            );
+            let token = observations.token(&key);
+            let observation = probe.ask(&ip, &camera.name, token.as_deref()).await;
+            observations.record(&key, observation).then_some(camera)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(|c| async move { c })
+        .collect::<Vec<_>>()
+        .await;
+    observations.retain(|k| asked.contains(k));
+    changed
+}
+
 /// Asks every running worker every [`POLL_EVERY`] until `shutdown`; sends the cameras whose
-/// observation changed to `changed`, and forgets cameras whose worker is gone.
+/// observation changed to `changed`.
 pub async fn poll(
     stores: Stores,
     observations: Arc<Observations>,
@@ -342,39 +373,22 @@ pub async fn poll(
         return;
     }
     loop {
-        let targets = targets(&stores);
-        let asked: std::collections::HashSet<String> = targets
-            .iter()
-            .map(|(c, _)| format!("{}/{}", c.namespace.as_deref().unwrap_or_default(), c.name))
-            .collect();
-        futures::stream::iter(targets)
-            .for_each_concurrent(CONCURRENCY, |(camera, ip)| {
-                let probe = probe.clone();
-                let observations = observations.clone();
-                let changed = changed.clone();
-                async move {
-                    let key = format!(
-                        "{}/{}",
-                        camera.namespace.as_deref().unwrap_or_default(),
-                        camera.name
-                    );
-                    let token = observations.token(&key);
-                    let observation = probe.ask(&ip, &camera.name, token.as_deref()).await;
-                    if observations.record(&key, observation) {
-                        debug!(camera = %key, "worker state changed");
-                        let _ = changed.send(camera).await;
-                    }
-                }
-            })
-            .await;
-        // A camera whose worker is not running has no current observation.
-        observations.retain(|k| asked.contains(k));
+        for camera in poll_once(&stores, &observations, &probe).await {
+            debug!(camera = %camera.name, "worker state changed");
+            if changed.send(camera).await.is_err() {
+                return;
+            }
+        }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(POLL_EVERY) => {}
         }
     }
 }
+
+#[cfg(test)]
+#[path = "observe_tests.rs"]
+mod observe_tests;
 
 #[cfg(test)]
 mod tests {

@@ -22,11 +22,12 @@ use crate::context::Context;
 use crate::crd::camera::{Camera, CameraStatus};
 use crate::error::Error;
 use crate::events::Note;
+use crate::observe::{steady, steady_lag};
 use crate::reconcile::apply::{apply, live, warned};
 use crate::reconcile::build_deployment::{build_deployment, deployment_config_hash, WorkerPod};
 use crate::reconcile::build_service::{build_http_service, build_ingest_service};
 use crate::reconcile::build_storage::build_pvc;
-use crate::reconcile::camera_status::{assess, claim_phase, Claim, Observed};
+use crate::reconcile::camera_status::{assess, claim_phase, Claim, Observed, Stream};
 use crate::reconcile::drift::{needs_apply, stamp};
 use crate::reconcile::health::worker_ready_with;
 use crate::reconcile::names::{
@@ -350,7 +351,31 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         worker: observation.as_ref(),
     });
     let mut conds = assessment.conditions;
-    let attached = assessment.processors;
+    let mut attached = assessment.processors;
+    let mut stream = assessment.stream;
+    // A running worker not asked yet (the operator just started) is not a camera gone offline:
+    // what the status said stays until the worker answers.
+    let worker_up = conds.iter().any(|c| c.type_ == READY && c.ok);
+    if observation.is_none() && worker_up {
+        for type_ in [INGESTING, RECORDING] {
+            if let (Some(kept), Some(slot)) = (
+                keep(&previous, type_),
+                conds.iter_mut().find(|c| c.type_ == type_),
+            ) {
+                // The claim's own trouble is known without the worker; keep only its word.
+                if slot.ok || type_ == INGESTING {
+                    *slot = kept;
+                }
+            }
+        }
+        stream = previous_stream(&previous);
+        for p in &mut attached {
+            if let Some(before) = previous.processors.iter().find(|o| o.name == p.name) {
+                p.connected = before.connected;
+                p.lag_seconds = before.lag_seconds;
+            }
+        }
+    }
     let mut action = Action::requeue(if publish_key.is_some() { RETRY } else { RESYNC });
     if let Some(busy) = &queued {
         let max = ctx.rollouts.max();
@@ -380,11 +405,24 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
     ));
     status.processors = attached;
     status.config_hash = current.as_deref().and_then(deployment_config_hash);
-    let stream = assessment.stream;
     status.live = stream.live;
     status.resolution = stream.resolution;
-    status.fps = stream.fps;
-    status.bitrate = stream.bitrate;
+    // Measured rates are kept while they only wobble, so that they never cause a write.
+    status.fps = steady(previous.fps, stream.fps, 0.05);
+    status.bitrate = steady(
+        previous.bitrate.map(|b| b as f64),
+        stream.bitrate.map(|b| b as f64),
+        0.10,
+    )
+    .map(|b| b as i64);
+    for p in &mut status.processors {
+        let before = previous
+            .processors
+            .iter()
+            .find(|o| o.name == p.name)
+            .and_then(|o| o.lag_seconds);
+        p.lag_seconds = steady_lag(before, p.lag_seconds);
+    }
     status.codec = stream.codec;
     status.since = stream.since;
     status.publisher = stream.publisher;
@@ -593,6 +631,20 @@ fn transitions(previous: &CameraStatus, conds: &[Cond], publisher: Option<&str>)
         }
     }
     notes
+}
+
+/// The stream fields as the previous status had them.
+fn previous_stream(previous: &CameraStatus) -> Stream {
+    Stream {
+        live: previous.live,
+        resolution: previous.resolution.clone(),
+        fps: previous.fps,
+        bitrate: previous.bitrate,
+        codec: previous.codec.clone(),
+        since: previous.since.clone(),
+        publisher: previous.publisher.clone(),
+        recording: previous.recording.clone(),
+    }
 }
 
 /// The previous condition of a type, carried over unchanged.
