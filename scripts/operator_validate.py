@@ -71,9 +71,17 @@ CEL_MARK = "# rejected by CEL:"
 
 
 def node_ports(obj):
+    """Every fixed node port a Camera asks for: ingest, HTTP and the deprecated `service`."""
     spec = obj.get("spec") or {}
-    service = spec.get("service") or {}
-    return [service["rtmpNodePort"]] if "rtmpNodePort" in service else []
+    ports = []
+    legacy = spec.get("service") or {}
+    if "rtmpNodePort" in legacy:
+        ports.append(legacy["rtmpNodePort"])
+    for side in ("ingest", "http"):
+        service = (spec.get(side) or {}).get("service") or {}
+        if "nodePort" in service:
+            ports.append(service["nodePort"])
+    return ports
 
 
 def main():

@@ -10,7 +10,9 @@ use crate::crd::camera::Camera;
 use crate::crd::processor::FrameProcessor;
 use crate::reconcile::build_deployment::{build_deployment, WorkerPod};
 use crate::reconcile::build_service::{build_http_service, build_ingest_service};
-use crate::reconcile::build_storage::{build_publish_key_secret, build_pvc};
+use crate::reconcile::build_storage::{
+    build_http_tokens_secret, build_publish_key_secret, build_pvc, http_tokens_file,
+};
 use crate::reconcile::resolve::resolve_processors;
 use crate::reconcile::schedule::{schedule, SchedulingConflict};
 use crate::reconcile::validate::{validate_camera, SpecError};
@@ -18,6 +20,10 @@ use crate::reconcile::CameraRef;
 
 /// Stands in for the Secret's value when rendering offline.
 pub const PLACEHOLDER_KEY: &str = "stream-key-from-secret";
+/// Stands in for the viewer tokens when rendering offline.
+pub const PLACEHOLDER_TOKENS: &str = "viewer-tokens-from-secret live:*";
+/// Stands in for the operator's own token when rendering offline.
+pub const PLACEHOLDER_OPERATOR_TOKEN: &str = "operator-token-made-at-apply";
 
 /// Why a Camera cannot be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +107,10 @@ pub fn render(
     }
     if let Some(key) = key {
         docs.push(yaml(&build_publish_key_secret(&camera, &at, key))?);
+    }
+    if camera.spec.http.tokens_secret_ref.is_some() {
+        let file = http_tokens_file(PLACEHOLDER_TOKENS, PLACEHOLDER_OPERATOR_TOKEN);
+        docs.push(yaml(&build_http_tokens_secret(&camera, &at, &file))?);
     }
     docs.push(yaml(&build_ingest_service(&camera, &at))?);
     docs.push(yaml(&build_http_service(&camera, &at))?);
