@@ -48,20 +48,36 @@ pub async fn apply_publish_key(
     key: &str,
 ) -> Result<(), Error> {
     let secret = build_publish_key_secret(camera, at, key);
-    let name = secret.name_any();
+    if our_secret(ctx, at, uid, &secret.name_any())
+        .await?
+        .is_some()
+    {
+        apply(ctx, at, &secret).await?;
+    }
+    Ok(())
+}
+
+/// The operator's own Secret `name` as it is now (`Some(None)` when missing), or `None` when a
+/// Secret of that name belongs to someone else (logged; it is left untouched).
+async fn our_secret(
+    ctx: &Context,
+    at: &CameraRef,
+    uid: &str,
+    name: &str,
+) -> Result<Option<Option<Secret>>, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
-    let existing = api.get_opt(&name).await.map_err(|source| Error::Get {
+    let existing = api.get_opt(name).await.map_err(|source| Error::Get {
         kind: "Secret",
         namespace: at.namespace.clone(),
-        name: name.clone(),
+        name: name.to_string(),
         source,
     })?;
     let meta: Option<&ObjectMeta> = existing.as_ref().map(|s| &s.metadata);
     if let Ownership::Foreign(why) = ownership(meta, &at.name, uid) {
-        warn!(camera = %at.name, namespace = %at.namespace, secret = %name, %why, "publish key Secret not ours; left untouched");
-        return Ok(());
+        warn!(camera = %at.name, namespace = %at.namespace, secret = %name, %why, "Secret not Kamera's; left untouched");
+        return Ok(None);
     }
-    apply(ctx, at, &secret).await.map(|_| ())
+    Ok(Some(existing))
 }
 
 /// Writes the worker's tokens file (the user's tokens and the operator's own `api` token) into
@@ -75,19 +91,9 @@ pub async fn apply_http_tokens(
     user_tokens: &str,
 ) -> Result<(), Error> {
     let name = http_tokens_secret_name(&at.name);
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
-    let existing = api.get_opt(&name).await.map_err(|source| Error::Get {
-        kind: "Secret",
-        namespace: at.namespace.clone(),
-        name: name.clone(),
-        source,
-    })?;
-    if let Ownership::Foreign(why) =
-        ownership(existing.as_ref().map(|s| &s.metadata), &at.name, uid)
-    {
-        warn!(camera = %at.name, namespace = %at.namespace, secret = %name, %why, "tokens Secret not ours; left untouched");
+    let Some(existing) = our_secret(ctx, at, uid, &name).await? else {
         return Ok(());
-    }
+    };
     let current = existing
         .as_ref()
         .and_then(|s| s.data.as_ref())
