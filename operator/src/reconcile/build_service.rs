@@ -190,6 +190,29 @@ mod tests {
     }
 
     #[test]
+    fn the_parking_lot_example_exposes_rtmp_to_its_site_and_keeps_http_inside() {
+        let text = include_str!("../../../examples/cameras/parking-lot.yaml");
+        let cam: Camera = serde_saphyr::from_str(text).expect("the example parses");
+        let mut cam = cam;
+        cam.metadata.namespace = Some("cams".into());
+        let at = CameraRef::of(&cam).expect("named");
+        let rtmp = build_ingest_service(&cam, &at);
+        assert_eq!(type_of(&rtmp).as_deref(), Some("LoadBalancer"));
+        assert_eq!(ports(&rtmp).len(), 1, "RTMP only");
+        assert!(rtmp
+            .spec
+            .as_ref()
+            .and_then(|s| s.load_balancer_source_ranges.as_ref())
+            .is_some_and(|r| !r.is_empty()));
+        assert_eq!(
+            type_of(&build_http_service(&cam, &at)).as_deref(),
+            Some("ClusterIP"),
+            "live video and recordings are not on the internet"
+        );
+        assert!(cam.spec.http.tokens_secret_ref.is_some());
+    }
+
+    #[test]
     fn http_is_exposed_only_when_asked() {
         let mut cam = test_camera("lobby");
         cam.spec.http = HttpSpec {
