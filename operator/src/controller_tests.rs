@@ -11,14 +11,39 @@ use super::*;
 use crate::crd::camera::CameraSpec;
 use crate::crd::processor::FrameProcessorSpec;
 use crate::fixtures::kubelet::kubelet_step;
-use crate::fixtures::{context_on, test_settings, FakeApi};
+use crate::fixtures::{context_on, context_with, test_settings, FakeApi};
+use crate::observe::WorkerProbe;
 use crate::rollout::RolloutGate;
 
 const IMAGE: &str = "kamera-worker:1";
 
+/// A worker endpoint on the loopback address that knows no stream yet (404 for every camera), as
+/// freshly started workers answer; returns its port and how many questions it answered.
+async fn idle_workers() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                "{\"error\":\"unknown camera\"}",
+            )
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, asked)
+}
+
 /// A cluster as a previous operator left it: cameras with processors, every object applied,
-/// every pod running.
-async fn running_cluster(cameras: usize) -> FakeApi {
+/// every pod running, the status as the workers (`probe`) report.
+async fn running_cluster(cameras: usize, probe: &WorkerProbe) -> FakeApi {
     let api = FakeApi::new();
     for i in 0..cameras {
         let mut cam = Camera::new(&format!("cam-{i}"), CameraSpec::default());
@@ -49,8 +74,11 @@ async fn running_cluster(cameras: usize) -> FakeApi {
     }
     kubelet_step(&api);
     kubelet_step(&api);
+    let heard = Arc::new(crate::observe::Observations::default());
+    let ctx = context_with(&api, test_settings(IMAGE), &gate, &heard);
+    crate::observe::poll_once(&ctx.stores, &ctx.observations, probe).await;
     for i in 0..cameras {
-        let ctx = context_on(&api, test_settings(IMAGE), &gate);
+        let ctx = context_with(&api, test_settings(IMAGE), &gate, &heard);
         let cam = api
             .get::<Camera>("cams", &format!("cam-{i}"))
             .expect("camera");
@@ -74,7 +102,11 @@ async fn running_cluster(cameras: usize) -> FakeApi {
 
 /// Runs one operator process on `api` with the FrameProcessor list held back until every other
 /// list has been answered, then lets it reconcile every camera several times, and stops it.
-async fn start_operator_with_processors_loading_last(api: &FakeApi, cameras: u64) {
+async fn start_operator_with_processors_loading_last(
+    api: &FakeApi,
+    cameras: u64,
+    probe: &WorkerProbe,
+) {
     let hold = api.hold_lists("frameprocessors");
     let metrics = Metrics::new().expect("metrics");
     let shutdown = CancellationToken::new();
@@ -82,7 +114,7 @@ async fn start_operator_with_processors_loading_last(api: &FakeApi, cameras: u64
         api.client(),
         None,
         test_settings(IMAGE),
-        crate::observe::WorkerProbe::standard(),
+        probe.clone(),
         metrics.clone(),
         "operator-under-test",
         shutdown.clone(),
@@ -130,13 +162,16 @@ async fn start_operator_with_processors_loading_last(api: &FakeApi, cameras: u64
 
 #[tokio::test(start_paused = true)]
 async fn a_restart_and_a_leader_change_write_no_deployment_even_when_processors_load_last() {
-    let api = running_cluster(4).await;
+    let (port, asked) = idle_workers().await;
+    let probe = WorkerProbe::new(port);
+    let api = running_cluster(4, &probe).await;
+    let asked_in_setup = asked.load(std::sync::atomic::Ordering::SeqCst);
     let before = api.received().len();
 
     // The operator restarts.
-    start_operator_with_processors_loading_last(&api, 4).await;
+    start_operator_with_processors_loading_last(&api, 4, &probe).await;
     // Another replica takes over (a leader change): a fresh process with empty caches.
-    start_operator_with_processors_loading_last(&api, 4).await;
+    start_operator_with_processors_loading_last(&api, 4, &probe).await;
 
     let deployment_writes: Vec<String> = api.received()[before..]
         .iter()
@@ -144,6 +179,10 @@ async fn a_restart_and_a_leader_change_write_no_deployment_even_when_processors_
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
     assert!(deployment_writes.is_empty(), "wrote {deployment_writes:?}");
+    assert!(
+        asked.load(std::sync::atomic::Ordering::SeqCst) >= asked_in_setup + 4,
+        "each operator asked the workers, and what they said changed nothing"
+    );
     let other_writes: Vec<String> = api.received()[before..]
         .iter()
         .filter(|r| r.method == Method::PATCH)

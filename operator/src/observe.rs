@@ -369,8 +369,10 @@ pub async fn poll(
     changed: mpsc::Sender<ObjectRef<Camera>>,
     shutdown: CancellationToken,
 ) {
-    if stores.wait_ready(Duration::from_secs(3_600)).await.is_err() {
-        return;
+    while stores.wait_ready(Duration::from_secs(60)).await.is_err() {
+        if shutdown.is_cancelled() {
+            return;
+        }
     }
     loop {
         for camera in poll_once(&stores, &observations, &probe).await {
