@@ -107,21 +107,35 @@ class Worker:
                 self.proc.wait()
 
 
-@pytest.fixture(scope="session")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 10 s 640x360 25 fps clip with a keyframe every second, encoded once."""
-    cached = REPO / "target" / "kamera-test-clips" / "clip-640x360-25fps-g25.flv"
+def encode_clip(tmp_path_factory: pytest.TempPathFactory, size: str, rate: int, gop: int, bitrate: str) -> Path:
+    """A 10 s H.264 test clip with a keyframe every `gop` frames, encoded once per session."""
+    name = f"clip-{size}-{rate}fps-g{gop}.flv"
+    cached = REPO / "target" / "kamera-test-clips" / name
     if cached.exists():
         return cached
-    path = tmp_path_factory.mktemp("clip") / "clip.flv"
+    path = tmp_path_factory.mktemp("clip") / name
     subprocess.run(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25:duration=10",
+         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration=10",
          "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-bf", "0",
-         "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-b:v", "800k", "-f", "flv", str(path)],
+         "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-b:v", bitrate,
+         "-f", "flv", str(path)],
         check=True,
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10 s 640x360 25 fps clip with a keyframe every second."""
+    return encode_clip(tmp_path_factory, "640x360", 25, 25, "800k")
+
+
+@pytest.fixture(scope="session")
+def clip_half_second_gop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10 s 320x180 10 fps clip with a keyframe every 0.5 s: a worker at `--frame-fps 2`
+    decodes only keyframes, so several cameras at 2 fps stay cheap."""
+    return encode_clip(tmp_path_factory, "320x180", 10, 5, "300k")
 
 
 @pytest.fixture
@@ -150,11 +164,13 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
 
 
 @pytest.fixture
-def publish(clip: Path, processes: List[subprocess.Popen]) -> Callable[[str], subprocess.Popen]:
-    def start(url: str) -> subprocess.Popen:
+def publish(clip: Path, processes: List[subprocess.Popen]) -> Callable[..., subprocess.Popen]:
+    """Publishes a clip (default: `clip`) in a loop, in real time, to an RTMP URL."""
+
+    def start(url: str, source: Optional[Path] = None) -> subprocess.Popen:
         p = subprocess.Popen(
             ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-             "-i", str(clip), "-c", "copy", "-f", "flv", url],
+             "-i", str(source or clip), "-c", "copy", "-f", "flv", url],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         processes.append(p)

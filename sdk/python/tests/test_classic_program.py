@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -74,8 +75,42 @@ def test_classic_program_runs_unchanged_and_receives_two_cameras(
     assert (tmp_path / "frames" / "cam1" / "latest.jpg").exists()
     assert (tmp_path / "frames" / "cam2" / "latest.jpg").exists()
 
-    # Ctrl-C stops the program and the worker it started.
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=20) is not None
-    with socket.socket() as s:
-        assert s.connect_ex(("127.0.0.1", int(rtmp.split(":")[1]))) != 0, "worker still running"
+    # Ctrl-C stops the program and the worker it started: the program exits cleanly, after the
+    # worker has shut down on SIGTERM (not killed after the grace period).
+    (worker,) = wait_for("the worker's process", 5, lambda: children(proc.pid))
+    try:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        stderr = (tmp_path / "stderr.log").read_text()
+        assert code == 0, stderr
+        assert not running(worker), "the worker outlived the program"
+        assert "stopping the Kamera worker" in stderr, stderr
+        worker_log = (tmp_path / "stdout.jsonl").read_text()  # the worker shares the program's stdout
+        assert "SIGTERM received" in worker_log and "shutting down" in worker_log, worker_log[-2000:]
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", int(rtmp.split(":")[1]))) != 0, "RTMP port still open"
+    finally:
+        if running(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
+def children(pid: int) -> List[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -3,6 +3,8 @@
 One connection per ``run()``. The worker grants ``concurrency`` credits per camera: at most
 that many frames of one camera are being handled at once, and while all are busy the worker
 keeps only the newest frame for later (latest wins), so a slow callback never builds a backlog.
+Each camera has its own lane (:mod:`kamera.lanes`): the thread reading the socket only hands
+frames over, so a slow camera never delays another camera's callbacks or acks.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import socket as _socket
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+from .lanes import DEFAULT_MAX_THREADS, LaneRunner
 
 log = logging.getLogger("kamera")
 
@@ -188,6 +191,10 @@ class _Connection:
         return msg
 
 
+_Job = Tuple[_Connection, FrameInfo]
+"""A frame and the connection its ack goes back on."""
+
+
 def _handle(conn: _Connection, callback: Callback, frame: FrameInfo) -> None:
     result: CallbackResult = None
     try:
@@ -215,23 +222,33 @@ def run(
     processor: Optional[str] = None,
     *,
     workers: Optional[int] = None,
+    max_threads: Optional[int] = None,
     stop: Optional[threading.Event] = None,
 ) -> None:
     """Receives frames and calls ``callback(stream_key, frame_path, frame_data)`` for each.
 
     - ``cameras``: names to receive (``"*"`` = all, ``"lobby-*"`` = a prefix).
     - ``socket``: the worker's frame socket (default: :func:`default_socket`).
-    - ``concurrency`` (alias ``workers``): callbacks running at once per camera, in a thread
-      pool when above 1.
+    - ``concurrency`` (alias ``workers``): callbacks running at once *per camera*, and the
+      worker's credits per camera (``max_in_flight``). Default ``$KAMERA_MAX_IN_FLIGHT`` (the
+      FrameProcessor's ``maxInFlight``), else 1; at most 64.
     - ``fps``: frames per second wanted (at most the worker's rate; default: ``$KAMERA_FPS``,
       set by the operator from the FrameProcessor, else all of them).
-    - ``concurrency`` defaults to ``$KAMERA_MAX_IN_FLIGHT`` (the FrameProcessor's ``maxInFlight``), else 1.
     - ``processor``: the name shown in metrics (default ``$KAMERA_PROCESSOR`` or the script).
+    - ``max_threads``: callbacks running at once across all cameras (default 64, at least
+      ``concurrency``). ``1`` makes cameras take turns on one thread, for a model that must
+      never run twice at once.
+
+    Each camera has its own lane: its frames start in order, at most ``concurrency`` at once,
+    and a slow camera never delays another camera's callbacks or acks. Callbacks run on the
+    SDK's threads (started as cameras need them, ended after 10 s without work), never on
+    the thread that called ``run``.
 
     The callback returns ``None``, a list of detections, or a dict (see
     :func:`ack_message`). An exception in it is logged with the camera name and the next
     frame comes. The connection is re-established with backoff whenever it drops; ``run``
-    returns only when ``stop`` is set (or raises ``KeyboardInterrupt``).
+    returns only when ``stop`` is set (or raises ``KeyboardInterrupt``), after the callbacks
+    running then have returned.
     """
     if workers is not None:
         concurrency = workers
@@ -253,7 +270,12 @@ def run(
     if fps is not None:
         hello["fps"] = float(fps)
     backoff = _Backoff()
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="kamera") if concurrency > 1 else None
+    lanes: LaneRunner[str, _Job] = LaneRunner(
+        lambda job: _safe_handle(job[0], callback, job[1]),
+        concurrency,
+        on_replaced=_ack_replaced,
+        max_threads=max(concurrency, DEFAULT_MAX_THREADS if max_threads is None else int(max_threads)),
+    )
     waiting_logged = False
     try:
         while not stop.is_set():
@@ -269,18 +291,20 @@ def run(
             backoff.reset()
             log.info("connected to %s on %s as %r", conn.welcome.get("worker", "a worker"), path, name)
             try:
-                _serve(conn, callback, pool, stop)
+                _serve(conn, lanes, stop)
             except (OSError, ProtocolError) as e:
                 log.warning("connection to the worker lost: %s; reconnecting", e)
             finally:
                 conn.close()
+                # Their acks could not reach the worker; the next connection sends fresh frames.
+                lanes.discard_pending()
             stop.wait(backoff.next())
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
+        lanes.close()
 
 
-def _serve(conn: _Connection, callback: Callback, pool: Optional[ThreadPoolExecutor], stop: threading.Event) -> None:
+def _serve(conn: _Connection, lanes: LaneRunner[str, _Job], stop: threading.Event) -> None:
+    """Reads the connection and hands each frame to its camera's lane; never runs a callback."""
     while not stop.is_set():
         msg = conn.read_message()
         if msg is None:
@@ -290,10 +314,7 @@ def _serve(conn: _Connection, callback: Callback, pool: Optional[ThreadPoolExecu
         kind = msg.get("type")
         if kind == "frame":
             frame = FrameInfo.from_message(msg)
-            if pool is None:
-                _handle(conn, callback, frame)
-            else:
-                pool.submit(_safe_handle, conn, callback, frame)
+            lanes.submit(frame.camera, (conn, frame))
         elif kind == "bye":
             log.info("the worker is going away (%s)", msg.get("reason", ""))
             return
@@ -310,3 +331,12 @@ def _safe_handle(conn: _Connection, callback: Callback, frame: FrameInfo) -> Non
         log.debug("could not ack frame %d of %s: %s", frame.seq, frame.camera, e)
 
 
+def _ack_replaced(job: _Job) -> None:
+    """A frame replaced by a newer one of its camera before a callback was free for it (only
+    when the worker sent more than its credits): acked without detections, so the credit
+    comes back."""
+    conn, frame = job
+    try:
+        conn.send(ack_message(frame, None))
+    except OSError as e:
+        log.debug("could not ack replaced frame %d of %s: %s", frame.seq, frame.camera, e)
