@@ -4,6 +4,7 @@
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import List
 
@@ -27,9 +28,13 @@ def load_model():
 def main() -> None:
     logging.basicConfig(level=logging.INFO)
     model = load_model()
+    # The SDK runs each camera in its own lane, so callbacks of different cameras overlap; one
+    # Ultralytics model is not safe to call from two threads at once.
+    model_lock = threading.Lock()
 
     def on_frame(stream_key: str, frame_path: Path, frame_data: bytes) -> List[dict]:
-        result = model(str(frame_path), verbose=False)[0]
+        with model_lock:
+            result = model(str(frame_path), verbose=False)[0]
         detections = []
         for box in result.boxes:
             confidence = float(box.conf[0])
