@@ -273,9 +273,10 @@ impl Dispatcher {
             .filter_map(Detection::from_value)
             .collect();
         for d in &found {
+            let label = self.detections.metric_label(camera, &p.name, &d.label);
             self.metrics
                 .detections
-                .with_label_values(&[camera, &p.name, &d.label])
+                .with_label_values(&[camera, &p.name, label])
                 .inc();
         }
         if !found.is_empty() {
@@ -368,10 +369,15 @@ fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frames::detections::Limits;
 
     fn hub() -> (Dispatcher, FrameMetrics) {
         let metrics = FrameMetrics::unregistered();
-        let d = Dispatcher::new(metrics.clone(), Arc::new(Detections::new(16)), 1.0);
+        let d = Dispatcher::new(
+            metrics.clone(),
+            Arc::new(Detections::new(Limits::default())),
+            1.0,
+        );
         (d, metrics)
     }
 
@@ -486,7 +492,7 @@ mod tests {
     #[test]
     fn detections_become_metrics_and_recent_entries() {
         let metrics = FrameMetrics::unregistered();
-        let detections = Arc::new(Detections::new(16));
+        let detections = Arc::new(Detections::new(Limits::default()));
         let d = Dispatcher::new(metrics.clone(), detections.clone(), 1.0);
         let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
         let id = d.register(hello("yolo", 1, None), tx);
@@ -508,6 +514,45 @@ mod tests {
         );
         assert_eq!(detections.recent("cam").len(), 1);
         assert!(metrics.lag.with_label_values(&["cam", "yolo"]).get() >= 0.0);
+    }
+
+    #[test]
+    fn a_processor_with_endless_labels_gets_64_series_and_other() {
+        let metrics = FrameMetrics::unregistered();
+        let detections = Arc::new(Detections::new(Limits::default()));
+        let d = Dispatcher::new(metrics.clone(), detections.clone(), 1.0);
+        let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let id = d.register(hello("noisy", 1, None), tx);
+        for seq in 1..=4u64 {
+            d.publish(note("cam", seq));
+            assert_eq!(seqs(&mut rx), [seq]);
+            let dets: Vec<serde_json::Value> = (0..50)
+                .map(|i| serde_json::json!({"label": format!("track-{seq}-{i}")}))
+                .collect();
+            d.ack(id, "cam", seq, &dets);
+        }
+        let registry = prometheus::Registry::new();
+        registry
+            .register(Box::new(metrics.detections.clone()))
+            .expect("register");
+        let series: Vec<(String, u64)> = registry
+            .gather()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|m| {
+                let label = m
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == "label")
+                    .map(|l| l.value().to_string())
+                    .unwrap_or_default();
+                (label, m.get_counter().get_value() as u64)
+            })
+            .collect();
+        assert_eq!(series.len(), 64 + 1, "64 labels and other");
+        let other = series.iter().find(|(l, _)| l == "other").map(|(_, n)| *n);
+        assert_eq!(other, Some(4 * 50 - 64));
+        assert_eq!(series.iter().map(|(_, n)| n).sum::<u64>(), 4 * 50);
     }
 
     #[test]
