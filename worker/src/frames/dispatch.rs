@@ -11,15 +11,16 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::detections::Detections;
 use super::metrics::FrameMetrics;
 use super::protocol::{Detection, FrameNote, Hello, Outbound, MAX_DETECTIONS};
 use super::roster::{self, Departures, ProcessorStatus};
+use crate::drops::DropLog;
 
 /// Messages queued per connection. Credits keep far fewer than this in flight; the bound
 /// only matters for a processor subscribed to very many cameras that stopped reading.
@@ -43,6 +44,8 @@ struct Slot {
     acked: u64,
     dropped: u64,
     last_ack_at: Option<SystemTime>,
+    busy_log: DropLog,
+    queue_log: DropLog,
 }
 
 impl Slot {
@@ -224,10 +227,15 @@ impl Dispatcher {
                 send(&self.metrics, &p.name, &p.tx, slot, note.clone());
             } else if slot.pending.replace(note.clone()).is_some() {
                 slot.dropped += 1;
-                self.metrics
-                    .dropped
-                    .with_label_values(&[&note.camera, &p.name, "processor_busy"])
-                    .inc();
+                let counter = self.metrics.dropped.with_label_values(&[
+                    &note.camera,
+                    &p.name,
+                    "processor_busy",
+                ]);
+                // Latest wins by design: a processor slower than the frame rate is normal.
+                if let Some(dropped) = slot.busy_log.count(&counter, 1, Instant::now()) {
+                    debug!(processor = %p.name, camera = %note.camera, dropped, "processor busy; older frames replaced by newer ones");
+                }
             }
         }
     }
@@ -356,10 +364,12 @@ fn send(
         }
         Err(mpsc::error::TrySendError::Full(_)) => {
             slot.dropped += 1;
-            metrics
+            let counter = metrics
                 .dropped
-                .with_label_values(&[&camera, name, "queue_full"])
-                .inc();
+                .with_label_values(&[&camera, name, "queue_full"]);
+            if let Some(dropped) = slot.queue_log.count(&counter, 1, Instant::now()) {
+                warn!(processor = %name, %camera, dropped, "processor connection not keeping up; frames dropped");
+            }
         }
         // The connection is going away; it unregisters itself.
         Err(mpsc::error::TrySendError::Closed(_)) => {}
