@@ -117,22 +117,29 @@ impl RawPublisher {
 
     /// True once the server has closed the connection (reads return EOF or reset).
     pub fn is_closed_by_server(&mut self) -> bool {
-        self.stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .ok();
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.stream.read(&mut buf) {
-                Ok(0) => return true,
-                Ok(_) => continue,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut =>
-                {
-                    return false
-                }
-                Err(_) => return true,
+        is_closed_by_peer(&mut self.stream)
+    }
+}
+
+/// True once the peer has closed `stream`: a read returns EOF or an error other than a
+/// timeout. Drains what the peer sent meanwhile; false when it is still open after 200 ms.
+pub fn is_closed_by_peer(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .ok();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut
+                    || e.kind() == std::io::ErrorKind::Interrupted =>
+            {
+                return false
             }
+            Err(_) => return true,
         }
     }
 }

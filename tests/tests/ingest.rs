@@ -2,12 +2,12 @@
 
 #![allow(clippy::unwrap_used)] // A panic in a test is the failure message.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kamera_tests::rtmp_client::RawPublisher;
+use kamera_tests::rtmp_client::{is_closed_by_peer, RawPublisher};
 use kamera_tests::{default_clip, wait_for, Publisher, Worker};
 
 const LIVE: Duration = Duration::from_secs(20);
@@ -106,23 +106,30 @@ fn wrong_key_unknown_camera_and_second_publisher_are_refused_while_live_camera_c
     w.wait_live("camA", LIVE);
     let publisher = w.camera("camA").unwrap()["publisher"].clone();
 
+    let sessions = |result: &str| {
+        w.metric(&format!(
+            "kamera_ingest_sessions_total{{result=\"{result}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
     for (key, result) in [
         ("camA?key=wrong", "bad_key"),
         ("camA", "bad_key"),
         ("intruder", "unknown_camera"),
         ("camA?key=open-sesame", "busy"),
     ] {
+        // Each case must count its own refusal: the counters are cumulative.
+        let before = sessions(result);
         let mut refused = Publisher::start(&clip, &w.rtmp_url(key));
         let (ok, _) = refused
             .wait_exit(Duration::from_secs(15))
             .unwrap_or_else(|| panic!("publisher {key} was not refused"));
         assert!(!ok, "ffmpeg publishing {key} should fail");
-        let count = w
-            .metric(&format!(
-                "kamera_ingest_sessions_total{{result=\"{result}\"}}"
-            ))
-            .unwrap_or(0.0);
-        assert!(count >= 1.0, "{key}: no {result} refusal counted");
+        assert_eq!(
+            sessions(result) - before,
+            1.0,
+            "{key}: exactly one {result} refusal counted"
+        );
     }
     assert!(
         w.camera("intruder").is_none(),
@@ -197,18 +204,12 @@ fn garbage_half_handshake_and_corrupt_flv_end_only_their_own_connection() {
     wait_for("broken camera offline", Duration::from_secs(10), || {
         w.camera("broken").filter(|c| c["live"] == false)
     });
-    // The garbage connection is closed by the worker too.
-    garbage
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    let closed = loop {
-        match garbage.read(&mut buf) {
-            Ok(0) | Err(_) => break true,
-            Ok(_) => continue,
-        }
-    };
-    assert!(closed);
+    // The garbage connection is closed by the worker too: EOF or a reset, not a read timeout.
+    wait_for(
+        "garbage connection closed by the worker",
+        Duration::from_secs(15),
+        || is_closed_by_peer(&mut garbage).then_some(()),
+    );
 
     // Through all of it: the real camera kept streaming, the worker kept serving.
     assert_eq!(w.get("/healthz").0, 200);

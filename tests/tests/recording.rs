@@ -453,15 +453,19 @@ fn a_full_disk_stops_recording_cleanly_and_recording_resumes_when_space_returns(
         (w.metric(video)? > n + 25.0).then_some(())
     });
     assert_eq!(w.get("/readyz").0, 200);
-    if w.get("/hls/cam/stream.m3u8").0 != 404 {
-        let playlist = |w: &Worker| w.get("/hls/cam/stream.m3u8").1;
-        let p1 = playlist(&w);
-        wait_for(
-            "HLS serving new parts while the disk is full",
-            Duration::from_secs(10),
-            || (playlist(&w) != p1).then_some(()),
-        );
-    }
+    // Live viewing lives in memory: HLS keeps publishing new parts while the disk is full.
+    let playlist = |w: &Worker| {
+        let (status, body) = w.get("/hls/cam/stream.m3u8");
+        assert_eq!(status, 200, "HLS playlist while the disk is full: {body}");
+        body
+    };
+    let p1 = playlist(&w);
+    assert!(p1.contains("#EXT-X-PART:"), "{p1}");
+    wait_for(
+        "HLS serving new parts while the disk is full",
+        Duration::from_secs(10),
+        || (playlist(&w) != p1).then_some(()),
+    );
 
     std::fs::remove_file(&filler).unwrap();
     let resumed = wait_for(

@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod drops;
 pub mod fmp4;
 pub mod frames;
 pub mod hls;

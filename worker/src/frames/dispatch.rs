@@ -11,15 +11,16 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::detections::Detections;
 use super::metrics::FrameMetrics;
 use super::protocol::{Detection, FrameNote, Hello, Outbound, MAX_DETECTIONS};
 use super::roster::{self, Departures, ProcessorStatus};
+use crate::drops::DropLog;
 
 /// Messages queued per connection. Credits keep far fewer than this in flight; the bound
 /// only matters for a processor subscribed to very many cameras that stopped reading.
@@ -43,6 +44,8 @@ struct Slot {
     acked: u64,
     dropped: u64,
     last_ack_at: Option<SystemTime>,
+    busy_log: DropLog,
+    queue_log: DropLog,
 }
 
 impl Slot {
@@ -224,10 +227,15 @@ impl Dispatcher {
                 send(&self.metrics, &p.name, &p.tx, slot, note.clone());
             } else if slot.pending.replace(note.clone()).is_some() {
                 slot.dropped += 1;
-                self.metrics
-                    .dropped
-                    .with_label_values(&[&note.camera, &p.name, "processor_busy"])
-                    .inc();
+                let counter = self.metrics.dropped.with_label_values(&[
+                    &note.camera,
+                    &p.name,
+                    "processor_busy",
+                ]);
+                // Latest wins by design: a processor slower than the frame rate is normal.
+                if let Some(dropped) = slot.busy_log.count(&counter, 1, Instant::now()) {
+                    debug!(processor = %p.name, camera = %note.camera, dropped, "processor busy; older frames replaced by newer ones");
+                }
             }
         }
     }
@@ -273,9 +281,10 @@ impl Dispatcher {
             .filter_map(Detection::from_value)
             .collect();
         for d in &found {
+            let label = self.detections.metric_label(camera, &p.name, &d.label);
             self.metrics
                 .detections
-                .with_label_values(&[camera, &p.name, &d.label])
+                .with_label_values(&[camera, &p.name, label])
                 .inc();
         }
         if !found.is_empty() {
@@ -355,10 +364,12 @@ fn send(
         }
         Err(mpsc::error::TrySendError::Full(_)) => {
             slot.dropped += 1;
-            metrics
+            let counter = metrics
                 .dropped
-                .with_label_values(&[&camera, name, "queue_full"])
-                .inc();
+                .with_label_values(&[&camera, name, "queue_full"]);
+            if let Some(dropped) = slot.queue_log.count(&counter, 1, Instant::now()) {
+                warn!(processor = %name, %camera, dropped, "processor connection not keeping up; frames dropped");
+            }
         }
         // The connection is going away; it unregisters itself.
         Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -368,10 +379,15 @@ fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frames::detections::Limits;
 
     fn hub() -> (Dispatcher, FrameMetrics) {
         let metrics = FrameMetrics::unregistered();
-        let d = Dispatcher::new(metrics.clone(), Arc::new(Detections::new(16)), 1.0);
+        let d = Dispatcher::new(
+            metrics.clone(),
+            Arc::new(Detections::new(Limits::default())),
+            1.0,
+        );
         (d, metrics)
     }
 
@@ -486,7 +502,7 @@ mod tests {
     #[test]
     fn detections_become_metrics_and_recent_entries() {
         let metrics = FrameMetrics::unregistered();
-        let detections = Arc::new(Detections::new(16));
+        let detections = Arc::new(Detections::new(Limits::default()));
         let d = Dispatcher::new(metrics.clone(), detections.clone(), 1.0);
         let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
         let id = d.register(hello("yolo", 1, None), tx);
@@ -508,6 +524,45 @@ mod tests {
         );
         assert_eq!(detections.recent("cam").len(), 1);
         assert!(metrics.lag.with_label_values(&["cam", "yolo"]).get() >= 0.0);
+    }
+
+    #[test]
+    fn a_processor_with_endless_labels_gets_64_series_and_other() {
+        let metrics = FrameMetrics::unregistered();
+        let detections = Arc::new(Detections::new(Limits::default()));
+        let d = Dispatcher::new(metrics.clone(), detections.clone(), 1.0);
+        let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let id = d.register(hello("noisy", 1, None), tx);
+        for seq in 1..=4u64 {
+            d.publish(note("cam", seq));
+            assert_eq!(seqs(&mut rx), [seq]);
+            let dets: Vec<serde_json::Value> = (0..50)
+                .map(|i| serde_json::json!({"label": format!("track-{seq}-{i}")}))
+                .collect();
+            d.ack(id, "cam", seq, &dets);
+        }
+        let registry = prometheus::Registry::new();
+        registry
+            .register(Box::new(metrics.detections.clone()))
+            .expect("register");
+        let series: Vec<(String, u64)> = registry
+            .gather()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|m| {
+                let label = m
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == "label")
+                    .map(|l| l.value().to_string())
+                    .unwrap_or_default();
+                (label, m.get_counter().get_value() as u64)
+            })
+            .collect();
+        assert_eq!(series.len(), 64 + 1, "64 labels and other");
+        let other = series.iter().find(|(l, _)| l == "other").map(|(_, n)| *n);
+        assert_eq!(other, Some(4 * 50 - 64));
+        assert_eq!(series.iter().map(|(_, n)| n).sum::<u64>(), 4 * 50);
     }
 
     #[test]

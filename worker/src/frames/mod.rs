@@ -38,14 +38,11 @@ use crate::http::{json_error, CameraStatus};
 use crate::hub::Channel;
 use crate::stage::Stage;
 
-use self::detections::Detections;
+use self::detections::{Detections, Limits};
 use self::dispatch::Dispatcher;
 use self::metrics::FrameMetrics;
 use self::pipeline::Settings;
 use self::sampler::Mode;
-
-/// Recent detection entries kept per camera for the API.
-const RECENT_DETECTIONS: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FramesError {
@@ -159,7 +156,7 @@ impl FramesStage {
         // Notifications carry absolute paths: processors run with other working directories.
         let frames_dir = std::path::absolute(&frames_dir).unwrap_or(frames_dir);
         let metrics = FrameMetrics::register(registry)?;
-        let detections = Arc::new(Detections::new(RECENT_DETECTIONS));
+        let detections = Arc::new(Detections::new(Limits::default()));
         let dispatcher = Arc::new(Dispatcher::new(
             metrics.clone(),
             detections.clone(),

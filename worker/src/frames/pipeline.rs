@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -22,6 +22,7 @@ use super::protocol::FrameNote;
 use super::sampler::{Decision, Mode, Sampler};
 use super::store::FrameStore;
 use super::CameraFrames;
+use crate::drops::DropLog;
 use crate::hub::{Channel, Event};
 use crate::media::{Frame, StreamInfo, Track};
 
@@ -29,8 +30,6 @@ use crate::media::{Frame, StreamInfo, Track};
 pub const JOB_QUEUE: usize = 64;
 /// Decoded-picture targets remembered in all-frames mode (pictures awaited by PTS).
 const MAX_TARGETS: usize = 16;
-/// Repeated failures are logged at most this often per camera.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What the extractor needs, fixed for the worker's life.
 #[derive(Clone)]
@@ -78,8 +77,7 @@ pub async fn run(
         metrics: metrics.clone(),
         dispatcher,
         seq: 0,
-        last_error_log: None,
-        suppressed: 0,
+        failures: DropLog::default(),
     };
     let thread = std::thread::Builder::new()
         .name(format!("frames-{name}"))
@@ -98,6 +96,12 @@ pub async fn run(
     let behind = metrics
         .dropped
         .with_label_values(&[&name, "", "extract_behind"]);
+    let mut behind_log = DropLog::default();
+    let mut fell_behind = |n: u64| {
+        if let Some(dropped) = behind_log.count(&behind, n, Instant::now()) {
+            warn!(camera = %name, dropped, "frame extraction fell behind the stream (slow decoder?); frames skipped until the next keyframe");
+        }
+    };
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -117,7 +121,7 @@ pub async fn run(
             }
             Some(Event::Gap { .. }) => {
                 sampler.lost();
-                behind.inc();
+                fell_behind(1);
             }
             Some(Event::Frame(frame)) => {
                 let Some(info) = &info else { continue };
@@ -142,7 +146,7 @@ pub async fn run(
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
                         sampler.lost();
-                        behind.inc();
+                        fell_behind(1);
                     }
                     Err(TrySendError::Disconnected(_)) => break,
                 }
@@ -161,8 +165,7 @@ struct Extractor {
     metrics: FrameMetrics,
     dispatcher: Arc<Dispatcher>,
     seq: u64,
-    last_error_log: Option<Instant>,
-    suppressed: u64,
+    failures: DropLog,
 }
 
 impl Extractor {
@@ -283,18 +286,14 @@ impl Extractor {
     }
 
     fn failed(&mut self, reason: &'static str, error: &dyn std::fmt::Display) {
-        self.metrics
+        let counter = self
+            .metrics
             .dropped
-            .with_label_values(&[&self.camera, "", reason])
-            .inc();
+            .with_label_values(&[&self.camera, "", reason]);
         self.state.count_error();
-        let now = Instant::now();
-        if self.last_error_log.is_some_and(|t| now - t < LOG_EVERY) {
-            self.suppressed += 1;
-            return;
+        // One throttle for all failure reasons: the line names the latest one.
+        if let Some(dropped) = self.failures.count(&counter, 1, Instant::now()) {
+            warn!(camera = %self.camera, reason, error = %error, dropped, "frames dropped");
         }
-        warn!(camera = %self.camera, reason, error = %error, suppressed = self.suppressed, "frame dropped");
-        self.last_error_log = Some(now);
-        self.suppressed = 0;
     }
 }

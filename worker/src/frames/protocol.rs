@@ -12,7 +12,7 @@ pub const VERSION: u32 = 1;
 pub const MAX_LINE: usize = 256 * 1024;
 /// Most detections kept from one ack (the rest are ignored).
 pub const MAX_DETECTIONS: usize = 256;
-/// Longest processor name or detection label kept (longer ones are cut).
+/// Longest processor name or detection label kept, in bytes (longer labels are cut).
 pub const MAX_NAME: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -94,13 +94,16 @@ impl Detection {
     }
 }
 
-/// Labels become metric label values: keep them short and printable.
+/// Labels become metric label values: keep them printable and at most [`MAX_NAME`] bytes
+/// (cut on a character boundary).
 pub fn clean_label(s: &str) -> String {
-    let cleaned: String = s
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_NAME)
-        .collect();
+    let mut cleaned = String::new();
+    for c in s.chars().filter(|c| !c.is_control()) {
+        if cleaned.len() + c.len_utf8() > MAX_NAME {
+            break;
+        }
+        cleaned.push(c);
+    }
     if cleaned.is_empty() {
         "unknown".to_string()
     } else {
@@ -315,6 +318,16 @@ mod tests {
         assert_eq!(d[0].bbox, Some([1.0, 2.0, 3.0, 4.0]));
         assert_eq!(d[1].label, "unknown");
         assert_eq!(d[2].bbox, None);
+    }
+
+    #[test]
+    fn labels_are_cut_to_max_name_bytes_on_a_character_boundary() {
+        let long = clean_label(&"\u{20ac}".repeat(100));
+        assert!(long.len() <= MAX_NAME, "{} bytes", long.len());
+        assert_eq!(long, "\u{20ac}".repeat(MAX_NAME / 3));
+        assert_eq!(clean_label(&"a".repeat(100)).len(), MAX_NAME);
+        assert_eq!(clean_label("per\u{0}son\n"), "person");
+        assert_eq!(clean_label("\u{7}"), "unknown");
     }
 
     #[test]

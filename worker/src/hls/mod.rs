@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::drops::DropLog;
 use crate::http::CameraStatus;
 use crate::hub::{Channel, Event, Subscriber};
 use crate::media::{Millis, Track};
@@ -42,6 +43,7 @@ pub struct HlsMetrics {
     pub segments: IntCounterVec,
     pub part_delay: HistogramVec,
     pub blocked: IntGauge,
+    pub dropped: IntCounterVec,
 }
 
 impl HlsMetrics {
@@ -69,11 +71,19 @@ impl HlsMetrics {
                 "kamera_hls_blocked_requests",
                 "LL-HLS requests currently held until a playlist update or part exists",
             )?,
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    "kamera_hls_dropped_total",
+                    "Frames LL-HLS did not package, by reason (lagged: fell behind the stream)",
+                ),
+                &["camera", "reason"],
+            )?,
         };
         registry.register(Box::new(m.parts.clone()))?;
         registry.register(Box::new(m.segments.clone()))?;
         registry.register(Box::new(m.part_delay.clone()))?;
         registry.register(Box::new(m.blocked.clone()))?;
+        registry.register(Box::new(m.dropped.clone()))?;
         Ok(m)
     }
 }
@@ -232,6 +242,8 @@ async fn run(
     let parts = metrics.parts.with_label_values(&[&name]);
     let segments = metrics.segments.with_label_values(&[&name]);
     let delay = metrics.part_delay.with_label_values(&[&name]);
+    let lagged = metrics.dropped.with_label_values(&[&name, "lagged"]);
+    let mut lagged_log = DropLog::default();
     // Bounded: the oldest arrival is forgotten first; parts are cut within a few frames.
     let mut arrivals: VecDeque<(Millis, Instant)> = VecDeque::with_capacity(ARRIVALS);
     let mut lead = Track::Video;
@@ -288,7 +300,9 @@ async fn run(
                 published
             }
             Event::Gap { dropped } => {
-                warn!(camera = %name, dropped, "LL-HLS fell behind the stream; continuing after a discontinuity");
+                if let Some(dropped) = lagged_log.count(&lagged, dropped, Instant::now()) {
+                    warn!(camera = %name, dropped, "LL-HLS fell behind the stream; frames dropped, continuing after a discontinuity");
+                }
                 camera.update(Packager::gap)
             }
             Event::End => {

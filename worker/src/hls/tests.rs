@@ -421,3 +421,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn falling_behind_the_hub_counts_the_dropped_frames() {
+    use std::time::Duration;
+
+    use prometheus::Registry;
+    use tokio_util::sync::CancellationToken;
+
+    use super::{run, CameraHls, HlsMetrics};
+    use crate::hub::{Hub, RING};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let hub = Hub::new();
+        let publisher = hub
+            .publish("cam", "127.0.0.1:5000".parse().expect("addr"), false)
+            .expect("publish");
+        publisher.set_info(info(1, false).video.clone(), None);
+        let subscriber = publisher.channel().subscribe();
+        // Overflow the hub's ring before the packager reads anything.
+        for i in 0..(RING as i64 * 2) {
+            publisher.push(video(i * 40, i % 25 == 0));
+        }
+        let metrics = HlsMetrics::register(&Registry::new()).expect("metrics");
+        let shutdown = CancellationToken::new();
+        let camera = Arc::new(CameraHls::new("cam", PackagerConfig::default()));
+        let task = tokio::spawn(run(camera, subscriber, metrics.clone(), shutdown.clone()));
+        let lagged = metrics.dropped.with_label_values(&["cam", "lagged"]);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while lagged.get() == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the gap is counted");
+        assert!(lagged.get() >= RING as u64, "{} dropped", lagged.get());
+        shutdown.cancel();
+        task.await.expect("run ends");
+    });
+}

@@ -18,6 +18,7 @@ use super::disk;
 use super::naming::{next_boundary_ms, WallClock};
 use super::writer::{SegmentWriter, WriteError};
 use super::{Shared, State};
+use crate::drops::DropLog;
 use crate::fmp4::{Fragment, Fragmenter};
 use crate::hub::{Event, Subscriber};
 use crate::media::{Frame, StreamInfo, Track};
@@ -25,7 +26,7 @@ use crate::media::{Frame, StreamInfo, Track};
 /// First retry delay after a disk error; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// Repeated warnings (disk low, dropping) are logged at most this often.
+/// Repeated disk warnings (disk low, write errors) are logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 /// The stream clock may drift from the wall clock over a long session; past this the mapping
 /// is re-anchored when a file is cut, so file names stay true.
@@ -94,6 +95,7 @@ struct Recorder {
     retry_at: Option<Instant>,
     backoff: Duration,
     last_warn: Option<Instant>,
+    lagged_log: DropLog,
 }
 
 impl Recorder {
@@ -109,6 +111,7 @@ impl Recorder {
             retry_at: None,
             backoff: Duration::ZERO,
             last_warn: None,
+            lagged_log: DropLog::default(),
         }
     }
 
@@ -130,10 +133,14 @@ impl Recorder {
     fn gap(&mut self, dropped: u64) {
         self.finish("recorder fell behind");
         self.paused = Paused::Lagged;
-        self.count_dropped(Paused::Lagged, dropped);
-        self.warn_throttled(|camera| {
-            warn!(camera, dropped, "recording fell behind the stream (slow disk?); continuing in a new file at the next keyframe")
-        });
+        let counter = self
+            .shared
+            .metrics
+            .dropped
+            .with_label_values(&[&self.camera, Paused::Lagged.reason()]);
+        if let Some(dropped) = self.lagged_log.count(&counter, dropped, Instant::now()) {
+            warn!(camera = %self.camera, dropped, "recording fell behind the stream (slow disk?); frames dropped, continuing in a new file at the next keyframe");
+        }
     }
 
     fn frame(&mut self, frame: &Frame) {

@@ -61,6 +61,9 @@ pub fn parse_avcc(record: Bytes) -> Result<VideoConfig, H264Error> {
     })
 }
 
+/// Largest picture width or height accepted (level 6.2 allows 8192; twice that is margin).
+pub const MAX_DIMENSION: u32 = 16384;
+
 /// What Kamera needs from a sequence parameter set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpsInfo {
@@ -128,8 +131,11 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, H264Error> {
     }
     r.ue()?; // max_num_ref_frames
     r.bit()?; // gaps_in_frame_num_value_allowed_flag
-    let width_mbs = r.ue()? + 1;
-    let height_map_units = r.ue()? + 1;
+
+    // Every size field is publisher data of up to 32 bits: the arithmetic below is checked,
+    // so a hostile SPS gives an error, never an overflow (a panic in debug, a lie in release).
+    let width_mbs = r.ue()?.checked_add(1);
+    let height_map_units = r.ue()?.checked_add(1);
     let frame_mbs_only = r.bit()?;
     if !frame_mbs_only {
         r.bit()?; // mb_adaptive_frame_field_flag
@@ -149,13 +155,22 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, H264Error> {
         (2, false) => (2, frame_height_factor),
         _ => (1, frame_height_factor),
     };
-    let width = (width_mbs * 16)
-        .checked_sub((crop_l + crop_r) * crop_unit_x)
-        .ok_or(H264Error::SpsInvalid("horizontal cropping"))?;
-    let height = (height_map_units * 16 * frame_height_factor)
-        .checked_sub((crop_t + crop_b) * crop_unit_y)
-        .ok_or(H264Error::SpsInvalid("vertical cropping"))?;
-    if width == 0 || height == 0 || width > 16384 || height > 16384 {
+    let width = width_mbs
+        .and_then(|mbs| cropped_size(mbs, 16, [crop_l, crop_r], crop_unit_x))
+        .ok_or(H264Error::SpsInvalid(
+            "picture width or horizontal cropping",
+        ))?;
+    let height = height_map_units
+        .and_then(|units| {
+            cropped_size(
+                units,
+                16 * frame_height_factor,
+                [crop_t, crop_b],
+                crop_unit_y,
+            )
+        })
+        .ok_or(H264Error::SpsInvalid("picture height or vertical cropping"))?;
+    if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
         return Err(H264Error::SpsInvalid("picture size"));
     }
     Ok(SpsInfo {
@@ -165,6 +180,14 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, H264Error> {
         width,
         height,
     })
+}
+
+/// `units × unit_px − (crop[0] + crop[1]) × crop_unit` (ITU-T H.264 §7.4.2.1.1), or `None`
+/// when a step overflows or the cropping exceeds the picture.
+fn cropped_size(units: u32, unit_px: u32, crop: [u32; 2], crop_unit: u32) -> Option<u32> {
+    let full = units.checked_mul(unit_px)?;
+    let cropped = crop[0].checked_add(crop[1])?.checked_mul(crop_unit)?;
+    full.checked_sub(cropped)
 }
 
 fn skip_scaling_list(r: &mut BitReader, size: usize) -> Result<(), H264Error> {
@@ -244,6 +267,8 @@ impl<'a> BitReader<'a> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     /// SPS of a 1280x720 High profile stream from x264 (level 3.1).
@@ -307,6 +332,139 @@ pub(crate) mod tests {
             parse_avcc(Bytes::from_static(&[2, 0, 0, 0, 0xff, 0xe0, 0])),
             Err(H264Error::RecordVersion(2))
         );
+    }
+
+    /// Writes SPS fields MSB first, as a publisher would (no emulation prevention needed for
+    /// the values used here).
+    #[derive(Default)]
+    struct BitWriter {
+        bits: Vec<bool>,
+    }
+
+    impl BitWriter {
+        fn bits(&mut self, n: u32, v: u64) -> &mut Self {
+            for i in (0..n).rev() {
+                self.bits.push((v >> i) & 1 == 1);
+            }
+            self
+        }
+
+        fn ue(&mut self, v: u64) -> &mut Self {
+            let code = v + 1;
+            let len = 64 - code.leading_zeros();
+            self.bits(len - 1, 0).bits(len, code)
+        }
+
+        fn nal(&mut self) -> Vec<u8> {
+            self.bits(1, 1); // rbsp_stop_one_bit
+            let mut out = vec![0x67];
+            out.extend(self.bits.chunks(8).map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0u8, |b, (i, &bit)| b | (u8::from(bit) << (7 - i)))
+            }));
+            out
+        }
+    }
+
+    /// A Baseline SPS (4:2:0, frame_mbs_only) with the given size fields and cropping.
+    fn baseline_sps(width_mbs_minus1: u64, height_mbs_minus1: u64, crop: [u64; 4]) -> Vec<u8> {
+        let mut w = BitWriter::default();
+        w.bits(8, 66).bits(8, 0xc0).bits(8, 30); // profile, constraints, level
+        w.ue(0).ue(0).ue(0).ue(0); // sps id, log2_max_frame_num, poc type 0, log2_max_poc_lsb
+        w.ue(1).bits(1, 0); // max_num_ref_frames, gaps_in_frame_num_allowed
+        w.ue(width_mbs_minus1).ue(height_mbs_minus1);
+        w.bits(1, 1).bits(1, 1); // frame_mbs_only, direct_8x8_inference
+        if crop == [0; 4] {
+            w.bits(1, 0);
+        } else {
+            w.bits(1, 1);
+            for c in crop {
+                w.ue(c);
+            }
+        }
+        w.bits(1, 0); // vui_parameters_present
+        w.nal()
+    }
+
+    #[test]
+    fn hand_built_sps_round_trips_its_size() {
+        let info = parse_sps(&baseline_sps(39, 29, [0; 4])).expect("valid SPS");
+        assert_eq!((info.width, info.height), (640, 480));
+        let info = parse_sps(&baseline_sps(119, 67, [0, 0, 0, 4])).expect("valid SPS");
+        assert_eq!((info.width, info.height), (1920, 1080));
+    }
+
+    #[test]
+    fn huge_sizes_and_crops_are_errors_not_overflows() {
+        let max = u64::from(u32::MAX) - 1; // the largest value a 32-bit Exp-Golomb code holds
+        for sps in [
+            baseline_sps(max, 29, [0; 4]),
+            baseline_sps(39, max, [0; 4]),
+            baseline_sps(max, max, [0; 4]),
+            baseline_sps(39, 29, [max, max, 0, 0]),
+            baseline_sps(39, 29, [0, 0, max, max]),
+            baseline_sps(max, max, [max, max, max, max]),
+            baseline_sps(1 << 28, 29, [(1 << 31) + 4, 0, 0, 0]),
+        ] {
+            assert!(
+                matches!(parse_sps(&sps), Err(H264Error::SpsInvalid(_))),
+                "{sps:02x?}"
+            );
+        }
+    }
+
+    fn check_sps_result(result: Result<SpsInfo, H264Error>) -> Result<(), TestCaseError> {
+        if let Ok(info) = result {
+            prop_assert!((1..=MAX_DIMENSION).contains(&info.width), "{info:?}");
+            prop_assert!((1..=MAX_DIMENSION).contains(&info.height), "{info:?}");
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn random_sps_bytes_give_a_sane_size_or_an_error(nal in proptest::collection::vec(any::<u8>(), 0..64)) {
+            check_sps_result(parse_sps(&nal))?;
+        }
+
+        #[test]
+        fn mutated_x264_sps_give_a_sane_size_or_an_error(
+            base in prop_oneof![Just(SPS_720P_HIGH), Just(SPS_240P_BASELINE)],
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut nal = base.to_vec();
+            for (at, byte) in edits {
+                let i = at.index(nal.len());
+                nal[i] = byte;
+            }
+            check_sps_result(parse_sps(&nal))?;
+            check_sps_result(parse_sps(&nal[..cut.index(nal.len() + 1)]))?;
+        }
+
+        #[test]
+        fn random_sps_fields_give_a_sane_size_or_an_error(
+            width in 0..=u64::from(u32::MAX) - 1,
+            height in 0..=u64::from(u32::MAX) - 1,
+            crop in proptest::array::uniform4(prop_oneof![0..16u64, 0..=u64::from(u32::MAX) - 1]),
+        ) {
+            check_sps_result(parse_sps(&baseline_sps(width, height, crop)))?;
+        }
+
+        #[test]
+        fn random_avcc_records_give_a_sane_size_or_an_error(
+            record in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..96),
+                (proptest::collection::vec(any::<u8>(), 0..64), proptest::collection::vec(any::<u8>(), 0..8))
+                    .prop_map(|(sps, pps)| avcc_record(&[&[0x67, 100, 0, 31][..], &sps].concat(), &pps).to_vec()),
+            ],
+        ) {
+            if let Ok(cfg) = parse_avcc(Bytes::from(record)) {
+                prop_assert!((1..=MAX_DIMENSION).contains(&cfg.width));
+                prop_assert!((1..=MAX_DIMENSION).contains(&cfg.height));
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::demux::{Demuxer, Output};
 use crate::auth::PublishPolicy;
+use crate::drops::DropLog;
 use crate::hub::{Hub, Publisher};
 use crate::media::Track;
 use crate::metrics::Metrics;
@@ -25,8 +26,6 @@ use crate::metrics::Metrics;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection that sends nothing for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Malformed messages are logged at most this often per session.
-const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What every session shares.
 pub struct IngestContext {
@@ -66,7 +65,7 @@ pub async fn run(
             publisher: None,
             camera: None,
             demuxer: Demuxer::default(),
-            last_malformed_log: None,
+            malformed: DropLog::default(),
             refused: false,
         };
         match conn.serve(shutdown).await {
@@ -89,7 +88,7 @@ struct Connection {
     publisher: Option<Publisher>,
     camera: Option<String>,
     demuxer: Demuxer,
-    last_malformed_log: Option<Instant>,
+    malformed: DropLog,
     /// A publish was refused: the refusal is sent, then the connection closes.
     refused: bool,
 }
@@ -314,14 +313,9 @@ impl Connection {
         let outputs = match outputs {
             Ok(o) => o,
             Err(e) => {
-                m.malformed.with_label_values(&[camera]).inc();
-                let now = Instant::now();
-                if self
-                    .last_malformed_log
-                    .is_none_or(|t| now - t >= LOG_INTERVAL)
-                {
-                    self.last_malformed_log = Some(now);
-                    warn!(%camera, track = track.as_str(), error = %e, "malformed message dropped");
+                let counter = m.malformed.with_label_values(&[camera]);
+                if let Some(dropped) = self.malformed.count(&counter, 1, Instant::now()) {
+                    warn!(%camera, track = track.as_str(), error = %e, dropped, "malformed messages dropped");
                 }
                 return;
             }
