@@ -376,7 +376,9 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
             }
         }
     }
-    let mut action = Action::requeue(if publish_key.is_some() { RETRY } else { RESYNC });
+    // Secrets are read, never watched: a Camera that uses one looks again every minute.
+    let reads_secrets = publish_key.is_some() || tokens.is_some();
+    let mut action = Action::requeue(if reads_secrets { RETRY } else { RESYNC });
     if let Some(busy) = &queued {
         let max = ctx.rollouts.max();
         events.push(Note::normal(
