@@ -296,3 +296,9 @@ def test_chart_crds_equal_the_generated_ones():
         assert (CHART / "crds" / name).read_text() == (ROOT / "crds" / name).read_text(), (
             f"charts/kamera/crds/{name} drifted: run scripts/sync-chart-crds.sh"
         )
+
+
+def test_lease_timings_reach_the_operator():
+    deploy = next(o for o in render() if o["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["KAMERA_LEASE_DURATION"], env["KAMERA_RENEW_DEADLINE"], env["KAMERA_RETRY_PERIOD"]) == ("15s", "10s", "2s")
