@@ -50,17 +50,26 @@ class FakeWorker:
             self.connections += 1
             with conn:
                 reader = conn.makefile("rb")
-                self.hellos.append(json.loads(reader.readline()))
-                conn.sendall(b'{"type":"welcome","version":1,"worker":"fake","fps":1}\n')
-                for seq, path in enumerate(self.frames, 1):
-                    conn.sendall(json.dumps({"type": "frame", "camera": "door", "seq": seq, "path": str(path),
-                                             "captured_at": "", "pts_ms": 0, "width": 2, "height": 2}).encode() + b"\n")
-                    line = reader.readline()
-                    if not line:
-                        break
-                    self.acks.append(json.loads(line))
+                try:
+                    self._talk(conn, reader)
+                except OSError:
+                    pass  # the processor went away mid-conversation (a test stopping it)
                 # Closing (file object included) makes the processor reconnect.
                 reader.close()
+
+    def _talk(self, conn: socket.socket, reader) -> None:
+        hello = reader.readline()
+        if not hello:
+            return
+        self.hellos.append(json.loads(hello))
+        conn.sendall(b'{"type":"welcome","version":1,"worker":"fake","fps":1}\n')
+        for seq, path in enumerate(self.frames, 1):
+            conn.sendall(json.dumps({"type": "frame", "camera": "door", "seq": seq, "path": str(path),
+                                     "captured_at": "", "pts_ms": 0, "width": 2, "height": 2}).encode() + b"\n")
+            line = reader.readline()
+            if not line:
+                break
+            self.acks.append(json.loads(line))
 
     def close(self) -> None:
         self.server.close()
