@@ -307,14 +307,7 @@ async fn a_camera_with_viewer_tokens_is_asked_with_the_operators_own_token() {
         key: "tokens".into(),
     });
     let api = FakeApi::new();
-    let mut viewers = Secret::default();
-    viewers.metadata.name = Some("viewers".into());
-    viewers.metadata.namespace = Some("cams".into());
-    viewers.data = Some(BTreeMap::from([(
-        "tokens".to_string(),
-        k8s_openapi::ByteString(b"viewer-token-0123456789 live:*\n".to_vec()),
-    )]));
-    api.insert(&viewers);
+    api.insert(&crate::fixtures::viewers_secret());
     api.insert(&cam);
     api.insert(&motion());
     round_without_worker(&api).await;

@@ -53,6 +53,15 @@ fn gpu() -> ResolvedProcessor {
 }
 
 fn build(camera: &Camera, processors: &[ResolvedProcessor], key: Option<&str>) -> Deployment {
+    build_full(camera, processors, key, &WorkerDefaults::default())
+}
+
+fn build_full(
+    camera: &Camera,
+    processors: &[ResolvedProcessor],
+    key: Option<&str>,
+    defaults: &WorkerDefaults,
+) -> Deployment {
     let at = CameraRef::of(camera).expect("named");
     let scheduling = schedule(&camera.spec.worker, processors).expect("no conflict");
     build_deployment(&WorkerPod {
@@ -62,7 +71,7 @@ fn build(camera: &Camera, processors: &[ResolvedProcessor], key: Option<&str>) -
         processors,
         scheduling: &scheduling,
         publish_key: key,
-        defaults: &crate::context::WorkerDefaults::default(),
+        defaults,
     })
     .expect("no overrides to refuse")
 }
@@ -295,18 +304,7 @@ fn build_with(
     processors: &[ResolvedProcessor],
     defaults: &WorkerDefaults,
 ) -> Deployment {
-    let at = CameraRef::of(camera).expect("named");
-    let scheduling = schedule(&camera.spec.worker, processors).expect("no conflict");
-    build_deployment(&WorkerPod {
-        camera,
-        at: &at,
-        image: "kamera-worker:test",
-        processors,
-        scheduling: &scheduling,
-        publish_key: None,
-        defaults,
-    })
-    .expect("valid overrides")
+    build_full(camera, processors, None, defaults)
 }
 
 fn chart_defaults() -> WorkerDefaults {

@@ -522,21 +522,13 @@ async fn pod_overrides_that_break_the_pod_keep_the_running_worker_and_say_why() 
 #[tokio::test]
 async fn a_camera_whose_secrets_are_read_not_watched_looks_again_every_minute() {
     use crate::crd::camera::TokensSecretRef;
-    use k8s_openapi::api::core::v1::Secret;
     let mut cam = camera("lobby");
     cam.spec.http.tokens_secret_ref = Some(TokensSecretRef {
         name: "viewers".into(),
         key: "tokens".into(),
     });
     let api = api_with(&[cam], &[]);
-    let mut viewers = Secret::default();
-    viewers.metadata.name = Some("viewers".into());
-    viewers.metadata.namespace = Some("cams".into());
-    viewers.data = Some(BTreeMap::from([(
-        "tokens".to_string(),
-        k8s_openapi::ByteString(b"viewer-token-0123456789 live:*\n".to_vec()),
-    )]));
-    api.insert(&viewers);
+    api.insert(&crate::fixtures::viewers_secret());
     let action = once(&api, "lobby").await.expect("reconciled");
     assert_eq!(action, Action::requeue(Duration::from_secs(60)));
     let plain = api_with(&[camera("yard")], &[]);
