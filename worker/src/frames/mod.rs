@@ -31,7 +31,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{is_valid_camera_name, Config};
 use crate::http::{json_error, CameraStatus};
@@ -144,7 +144,7 @@ impl FramesStage {
     /// `shutdown` (processors can connect before any camera publishes).
     pub fn start(
         config: &Config,
-        registry: &prometheus::Registry,
+        registry: &crate::metrics::Families,
         tasks: &mut JoinSet<()>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, FramesError> {
@@ -225,7 +225,10 @@ impl CameraStatus for FramesStage {
 }
 
 impl Stage for FramesStage {
-    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, shutdown: CancellationToken) {
+    /// The camera's sampler task (which joins its extractor thread) ends on `stop`; anything
+    /// else a camera needs in this stage (connections to processors included) must hang off
+    /// `stop` too, and be forgotten in [`Stage::release`].
+    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, stop: CancellationToken) {
         let name = channel.name().to_string();
         let camera = Arc::new(CameraFrames::default());
         {
@@ -243,8 +246,27 @@ impl Stage for FramesStage {
             camera,
             self.shared.metrics.clone(),
             self.shared.dispatcher.clone(),
-            shutdown,
+            stop,
         ));
+    }
+
+    fn release(&self, camera: &str) {
+        self.shared
+            .cameras
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(camera);
+        self.shared.dispatcher.remove_camera(camera);
+        self.shared.detections.forget(camera);
+        // The frames directory is a short ring for processors, not an archive.
+        let dir = self.shared.settings.frames_dir.join(camera);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(camera, dir = %dir.display(), error = %e, "cannot remove the released camera's frames")
+            }
+        }
     }
 
     fn routes(&self) -> Router {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,7 @@ use crate::drops::DropLog;
 use crate::http::CameraStatus;
 use crate::hub::{Channel, Event, Subscriber};
 use crate::media::{Millis, Track};
+use crate::metrics::Families;
 use crate::stage::Stage;
 use packager::{Packager, PackagerConfig, Published};
 
@@ -47,7 +48,7 @@ pub struct HlsMetrics {
 }
 
 impl HlsMetrics {
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub fn register(registry: &Families) -> Result<Self, prometheus::Error> {
         let m = Self {
             parts: IntCounterVec::new(
                 Opts::new("kamera_hls_parts_total", "LL-HLS parts published"),
@@ -79,11 +80,11 @@ impl HlsMetrics {
                 &["camera", "reason"],
             )?,
         };
-        registry.register(Box::new(m.parts.clone()))?;
-        registry.register(Box::new(m.segments.clone()))?;
-        registry.register(Box::new(m.part_delay.clone()))?;
+        registry.per_camera(&m.parts)?;
+        registry.per_camera(&m.segments)?;
+        registry.per_camera(&m.part_delay)?;
         registry.register(Box::new(m.blocked.clone()))?;
-        registry.register(Box::new(m.dropped.clone()))?;
+        registry.per_camera(&m.dropped)?;
         Ok(m)
     }
 }
@@ -163,7 +164,7 @@ pub struct HlsStage {
 impl HlsStage {
     pub fn new(
         part_duration: Duration,
-        registry: &Registry,
+        registry: &Families,
         hls_js: Option<PathBuf>,
     ) -> Result<Self, prometheus::Error> {
         let part_target_ms = Millis::try_from(part_duration.as_millis()).unwrap_or(200);
@@ -204,7 +205,7 @@ impl CameraStatus for HlsStage {
 }
 
 impl Stage for HlsStage {
-    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, shutdown: CancellationToken) {
+    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, stop: CancellationToken) {
         let camera = Arc::new(CameraHls::new(channel.name(), self.config.clone()));
         self.shared
             .cameras
@@ -212,12 +213,16 @@ impl Stage for HlsStage {
             .unwrap_or_else(|e| e.into_inner())
             .insert(channel.name().to_string(), camera.clone());
         let subscriber = channel.subscribe();
-        tasks.spawn(run(
-            camera,
-            subscriber,
-            self.shared.metrics.clone(),
-            shutdown,
-        ));
+        tasks.spawn(run(camera, subscriber, self.shared.metrics.clone(), stop));
+    }
+
+    /// The window was released when the camera's task ended; now `/hls/<camera>/…` is 404.
+    fn release(&self, camera: &str) {
+        self.shared
+            .cameras
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(camera);
     }
 
     fn routes(&self) -> Router {

@@ -144,11 +144,6 @@ impl Shared {
         let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
         let _ = cvar.wait_timeout_while(guard, timeout, |done| !*done);
     }
-
-    fn has_open_file(&self, camera: &str) -> bool {
-        let cameras = self.cameras.lock().unwrap_or_else(|e| e.into_inner());
-        cameras.get(camera).is_some_and(|c| c.file.is_some())
-    }
 }
 
 /// The recording stage.
@@ -161,7 +156,7 @@ impl Recording {
     /// which stops with `shutdown`. Recorders start as cameras attach.
     pub fn start(
         config: &Config,
-        registry: &prometheus::Registry,
+        registry: &crate::metrics::Families,
         tasks: &mut JoinSet<()>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, prometheus::Error> {
@@ -267,12 +262,12 @@ fn apply_retention(shared: &Shared) {
 }
 
 impl Stage for Recording {
-    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, shutdown: CancellationToken) {
+    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, stop: CancellationToken) {
         let camera = channel.name().to_string();
         let sub = channel.subscribe();
         let shared = self.shared.clone();
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread_shutdown = shutdown.clone();
+        let thread_shutdown = stop.clone();
         let thread_camera = camera.clone();
         // A dedicated thread: file writes and fsync block, and must never stall the reactor.
         let spawned = std::thread::Builder::new()
@@ -285,19 +280,28 @@ impl Stage for Recording {
             warn!(camera = %camera, error = %e, "cannot start the recorder thread; this camera is not recorded");
             return;
         }
-        let shared = self.shared.clone();
         tasks.spawn(async move {
             tokio::select! {
                 _ = &mut done_rx => {}
-                _ = shutdown.cancelled() => {
-                    // The recorder notices shutdown at its next event (ingest ending sends one);
-                    // wait for it only if it has a file to close.
-                    if shared.has_open_file(&camera) {
-                        let _ = tokio::time::timeout(CLOSE_GRACE, done_rx).await;
+                _ = stop.cancelled() => {
+                    // The hub closes the channel with the stop (release, shutdown): the recorder
+                    // reads what is left, closes its file and ends. A thread stuck on a dead disk
+                    // is given up on after the grace.
+                    if tokio::time::timeout(CLOSE_GRACE, done_rx).await.is_err() {
+                        warn!(camera = %camera, "the recorder did not stop within {CLOSE_GRACE:?}");
                     }
                 }
             }
         });
+    }
+
+    /// The recorder closed its file when its thread ended; forget the camera's API state.
+    fn release(&self, camera: &str) {
+        self.shared
+            .cameras
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(camera);
     }
 
     fn routes(&self) -> Router {
