@@ -416,6 +416,7 @@ def main() -> int:
     time.sleep(min(20, args.minutes * 60 / 10))  # every window filled, every processor connected
     metrics0 = http_get(f"{http}/metrics") or ""
     base_threads = len(thread_names(worker.pid))
+    base_rss = memory(worker.pid)[0] / 2**20
     base_series = series_by_camera(metrics0)
     keys_span = args.minutes * 60 * 0.8  # the last fifth of the run lets the keys be released
     n_keys = round(args.keys_per_hour * args.minutes / 60)
@@ -456,6 +457,7 @@ def main() -> int:
         time.sleep(15)
         metrics1 = http_get(f"{http}/metrics") or ""
         end_threads = thread_names(worker.pid)
+        end_rss = memory(worker.pid)[0] / 2**20
     finally:
         stop.set()
         for c in cams:
@@ -498,6 +500,7 @@ def main() -> int:
                    "pss_slope_mib_per_min": slope_pss, "target_mib_per_min": 0.1,
                    "samples": samples},
         "release": {"baseline_threads": base_threads, "end_threads": len(end_threads),
+                    "baseline_rss_mib": round(base_rss, 1), "end_rss_mib": round(end_rss, 1),
                     "leftover_key_threads": key_threads,
                     "baseline_series": sum(base_series.values()), "end_series": sum(series1.values()),
                     "leftover_key_series": leftover_series, "peak_cameras_held": peak_cameras,
@@ -556,7 +559,8 @@ def report(r: dict, settle: float) -> str:
         f"PSS of the process tree {fmt(m['pss_slope_mib_per_min'])} MiB/min (target < 0.1).",
         f"- Release: {rel['keys_published']} keys published ({rel['keys_failed']} failed), "
         f"{rel['released_total']} cameras released, at most {rel['peak_cameras_held']} held at once. Threads "
-        f"{rel['baseline_threads']} before the keys → {rel['end_threads']} after; per-camera series "
+        f"{rel['baseline_threads']} before the keys → {rel['end_threads']} after; RSS {rel['baseline_rss_mib']} → "
+        f"{rel['end_rss_mib']} MiB; per-camera series "
         f"{rel['baseline_series']} → {rel['end_series']} (series of released keys left: {len(rel['leftover_key_series'])}).",
         f"- Drops: healthy consumers {len(r['drops']['healthy_nonzero'])} non-zero series; the slow processor "
         f"{sum(d['value'] for d in r['drops']['slow_processor']):g} frames replaced by newer ones (latest wins, expected).",

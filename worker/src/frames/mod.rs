@@ -17,7 +17,6 @@ pub mod sampler;
 pub mod socket;
 pub mod store;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -36,7 +35,7 @@ use tracing::{info, warn};
 use crate::config::{is_valid_camera_name, Config};
 use crate::http::{json_error, CameraStatus};
 use crate::hub::Channel;
-use crate::stage::Stage;
+use crate::stage::{Cameras, Stage};
 
 use self::detections::{Detections, Limits};
 use self::dispatch::Dispatcher;
@@ -124,13 +123,12 @@ struct Shared {
     metrics: FrameMetrics,
     dispatcher: Arc<Dispatcher>,
     detections: Arc<Detections>,
-    cameras: Mutex<HashMap<String, Arc<CameraFrames>>>,
+    cameras: Cameras<Arc<CameraFrames>>,
 }
 
 impl Shared {
     fn camera(&self, name: &str) -> Option<Arc<CameraFrames>> {
-        let cameras = self.cameras.lock().unwrap_or_else(|e| e.into_inner());
-        cameras.get(name).cloned()
+        self.cameras.get(name)
     }
 }
 
@@ -190,7 +188,7 @@ impl FramesStage {
                 metrics,
                 dispatcher,
                 detections,
-                cameras: Mutex::new(HashMap::new()),
+                cameras: Cameras::default(),
             }),
         }))
     }
@@ -231,14 +229,7 @@ impl Stage for FramesStage {
     fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, stop: CancellationToken) {
         let name = channel.name().to_string();
         let camera = Arc::new(CameraFrames::default());
-        {
-            let mut cameras = self
-                .shared
-                .cameras
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            cameras.insert(name.clone(), camera.clone());
-        }
+        self.shared.cameras.insert(&name, camera.clone());
         self.shared.dispatcher.add_camera(&name);
         tasks.spawn(pipeline::run(
             channel,
@@ -251,11 +242,7 @@ impl Stage for FramesStage {
     }
 
     fn release(&self, camera: &str) {
-        self.shared
-            .cameras
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(camera);
+        self.shared.cameras.remove(camera);
         self.shared.dispatcher.remove_camera(camera);
         self.shared.detections.forget(camera);
         // The frames directory is a short ring for processors, not an archive.

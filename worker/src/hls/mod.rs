@@ -11,7 +11,7 @@ mod routes;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,7 +28,7 @@ use crate::http::CameraStatus;
 use crate::hub::{Channel, Event, Subscriber};
 use crate::media::{Millis, Track};
 use crate::metrics::Families;
-use crate::stage::Stage;
+use crate::stage::{Cameras, Stage};
 use packager::{Packager, PackagerConfig, Published};
 
 /// After the publisher leaves, the window stays this long (players ride out a reconnect),
@@ -139,7 +139,7 @@ impl CameraHls {
 
 /// What the packaging tasks and the HTTP handlers share.
 pub(crate) struct Shared {
-    cameras: Mutex<HashMap<String, Arc<CameraHls>>>,
+    cameras: Cameras<Arc<CameraHls>>,
     metrics: HlsMetrics,
     /// hls.js, if configured; otherwise `node_modules` is searched.
     hls_js: Option<PathBuf>,
@@ -147,11 +147,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn camera(&self, name: &str) -> Option<Arc<CameraHls>> {
-        self.cameras
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.cameras.get(name)
     }
 }
 
@@ -170,7 +166,7 @@ impl HlsStage {
         let part_target_ms = Millis::try_from(part_duration.as_millis()).unwrap_or(200);
         Ok(Self {
             shared: Arc::new(Shared {
-                cameras: Mutex::new(HashMap::new()),
+                cameras: Cameras::default(),
                 metrics: HlsMetrics::register(registry)?,
                 hls_js,
             }),
@@ -207,22 +203,14 @@ impl CameraStatus for HlsStage {
 impl Stage for HlsStage {
     fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, stop: CancellationToken) {
         let camera = Arc::new(CameraHls::new(channel.name(), self.config.clone()));
-        self.shared
-            .cameras
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(channel.name().to_string(), camera.clone());
+        self.shared.cameras.insert(channel.name(), camera.clone());
         let subscriber = channel.subscribe();
         tasks.spawn(run(camera, subscriber, self.shared.metrics.clone(), stop));
     }
 
     /// The window was released when the camera's task ended; now `/hls/<camera>/…` is 404.
     fn release(&self, camera: &str) {
-        self.shared
-            .cameras
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(camera);
+        self.shared.cameras.remove(camera);
     }
 
     fn routes(&self) -> Router {

@@ -15,7 +15,7 @@ mod recorder;
 pub mod retention;
 pub mod writer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use crate::config::{Config, FsyncPolicy, MinFree};
 use crate::http::CameraStatus;
 use crate::hub::Channel;
-use crate::stage::Stage;
+use crate::stage::{Cameras, Stage};
 pub use metrics::RecordingMetrics;
 
 /// How often retention runs when nothing else wakes it.
@@ -104,7 +104,7 @@ pub struct Shared {
     metrics: RecordingMetrics,
     /// `.part` files being written: recovery and retention never touch them.
     open: Mutex<HashSet<PathBuf>>,
-    cameras: Mutex<HashMap<String, CameraState>>,
+    cameras: Cameras<CameraState>,
     /// Wakes the maintenance task (a file closed, or the disk ran low).
     retention_wake: Notify,
     /// Set once leftover `.part` files are recovered: recorders open no file before, so
@@ -114,8 +114,7 @@ pub struct Shared {
 
 impl Shared {
     fn set_state(&self, camera: &str, f: impl FnOnce(&mut CameraState)) {
-        let mut cameras = self.cameras.lock().unwrap_or_else(|e| e.into_inner());
-        f(cameras.entry(camera.to_string()).or_default());
+        self.cameras.update(camera, f);
     }
 
     fn remember_open(&self, part: &Path) {
@@ -172,7 +171,7 @@ impl Recording {
                 settings,
                 metrics,
                 open: Mutex::new(HashSet::new()),
-                cameras: Mutex::new(HashMap::new()),
+                cameras: Cameras::default(),
                 retention_wake: Notify::new(),
                 recovered: (Mutex::new(false), Condvar::new()),
             }),
@@ -297,11 +296,7 @@ impl Stage for Recording {
 
     /// The recorder closed its file when its thread ended; forget the camera's API state.
     fn release(&self, camera: &str) {
-        self.shared
-            .cameras
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(camera);
+        self.shared.cameras.remove(camera);
     }
 
     fn routes(&self) -> Router {
@@ -315,12 +310,7 @@ impl CameraStatus for Recording {
     }
 
     fn status(&self, camera: &str) -> Option<serde_json::Value> {
-        let cameras = self
-            .shared
-            .cameras
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let c = cameras.get(camera)?;
+        let c = self.shared.cameras.get(camera)?;
         Some(json!({
             "state": c.state,
             "file": c.file,
