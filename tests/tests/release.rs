@@ -143,10 +143,12 @@ fn random_keys_leave_no_threads_series_or_memory_behind() {
         (threads(pid).len() <= baseline_threads + 2).then_some(())
     });
 
-    // Memory: measured on this machine kind, ten cameras of this clip kept without release add
-    // about 23 MiB each round (+46 MiB from the first round to the third), while released ones
-    // move RSS by up to ±12 MiB from round to round with no trend (allocator and glibc's thread
-    // stack cache keep freed pages). 16 MiB tells the two apart.
+    // Memory: measured on this machine kind, ten cameras of this clip kept idle (not released)
+    // add about 9 MiB a round (thread stacks, rings, LL-HLS windows; their decoders are freed
+    // when the publisher leaves), so +19 MiB from the first round to the third; released ones
+    // move RSS by up to ±12 MiB from round to round with no trend (the allocator and glibc's
+    // cache of thread stacks keep freed pages). 16 MiB catches what keeps growing, such as a
+    // window or a decoder never freed, without failing on the allocator.
     eprintln!(
         "threads: baseline {baseline_threads}, peak per-camera {peak_camera_threads}, now {}; RSS after each round {rss_after_round:?} KiB",
         threads(pid).len()
