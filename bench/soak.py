@@ -498,6 +498,8 @@ def main() -> int:
                     "arch": platform.machine()},
         "started": dt.datetime.fromtimestamp(t0, dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": vars(args) | {"worker": str(args.worker), "keys": n_keys},
+        # glibc's allocator tunables change how much freed memory RSS keeps; a run says which.
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
         "memory": {"settle_minutes": settle, "steady_until_minutes": round(keys_span / 60, 1),
                    "rss_slope_mib_per_min": slope,
                    "pss_slope_mib_per_min": slope_pss, "target_mib_per_min": 0.1,
@@ -552,7 +554,8 @@ def report(r: dict, settle: float) -> str:
         f"{s['viewers']} LL-HLS viewers each (blocking reload), one SDK processor each (one slow: "
         f"{s['slow_seconds']:g} s callback), reconnect every {s['reconnect_minutes']:g} min, recording "
         f"rotating every {s['segment_minutes']:g} min, {s['keys']} one-second random stream keys, "
-        f"`--idle-release {s['idle_release']}`, {s['minutes']:g} minutes.",
+        f"`--idle-release {s['idle_release']}`, {s['minutes']:g} minutes. glibc malloc tunables: "
+        f"{' '.join(f'{k}={v}' for k, v in r.get('malloc_env', {}).items()) or 'defaults'}.",
         "",
         "| check | result |",
         "|---|---|",
