@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 
 use crate::crd::camera::{AttachedProcessor, RecordingStatus};
-use crate::observe::{Observation, WorkerReport};
+use crate::observe::{Observation, ProcessorReport, WorkerReport};
 use crate::reconcile::health::{
     container_health, current_pod, pod_creation_failure, unschedulable,
 };
@@ -232,16 +232,24 @@ fn attached(
             });
             let connected = socket.map(|s| s.is_some_and(|s| s.connected));
             let lag_seconds = socket.flatten().and_then(|s| s.lag_seconds);
-            let (ready, state) = match health {
-                Some(h) if h.ready && connected == Some(false) => (
-                    false,
-                    Some("NotConnected: running, not connected to the frame socket".to_string()),
-                ),
-                Some(h) if h.ready => (true, None),
-                Some(h) if h.message.is_empty() || h.message == h.reason => (false, Some(h.reason)),
-                Some(h) => (false, Some(format!("{}: {}", h.reason, h.message))),
-                None if suspended => (false, Some("Suspended".to_string())),
-                None => (false, Some("Pending".to_string())),
+            let (ready, state) = if p.is_pool() {
+                pool_state(socket, suspended)
+            } else {
+                match health {
+                    Some(h) if h.ready && connected == Some(false) => (
+                        false,
+                        Some(
+                            "NotConnected: running, not connected to the frame socket".to_string(),
+                        ),
+                    ),
+                    Some(h) if h.ready => (true, None),
+                    Some(h) if h.message.is_empty() || h.message == h.reason => {
+                        (false, Some(h.reason))
+                    }
+                    Some(h) => (false, Some(format!("{}: {}", h.reason, h.message))),
+                    None if suspended => (false, Some("Suspended".to_string())),
+                    None => (false, Some("Pending".to_string())),
+                }
             };
             let message = match (state, &p.note) {
                 (Some(s), Some(n)) => Some(format!("{s}; {n}")),
@@ -256,6 +264,30 @@ fn attached(
             }
         })
         .collect()
+}
+
+/// A pool processor has no container in the camera's pod: it is ready when the worker reports
+/// its connection to the pool up.
+fn pool_state(socket: Option<Option<&ProcessorReport>>, suspended: bool) -> (bool, Option<String>) {
+    match socket {
+        _ if suspended => (false, Some("Suspended".to_string())),
+        Some(Some(s)) if s.connected => (true, None),
+        Some(Some(s)) => (
+            false,
+            Some(format!(
+                "NotConnected: the worker is not connected to the pool{}",
+                s.last_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            )),
+        ),
+        Some(None) => (
+            false,
+            Some("NotConnected: the worker does not report the pool yet".to_string()),
+        ),
+        None => (false, Some("Pending".to_string())),
+    }
 }
 
 fn processors_ready(attached: &[AttachedProcessor]) -> Cond {
