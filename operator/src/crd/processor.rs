@@ -52,10 +52,7 @@ pub struct FrameProcessorSpec {
     /// Which Cameras of the namespace get this processor; empty selects all.
     #[serde(default)]
     pub camera_selector: LabelSelector,
-    /// Where the processor runs: `sidecar` (a container in every selected camera's worker pod,
-    /// frames over a shared volume and a Unix socket) or `pool` (a Deployment and Service of
-    /// processor pods that every selected camera's worker sends frames to over the network).
-    /// Default: `pool` when `gpu` is set, else `sidecar`.
+    /// Where the processor runs (see [`ProcessorMode`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<ProcessorMode>,
     /// Pods of the pool (pool mode only); 0 stops the pool without detaching the cameras.
@@ -133,7 +130,10 @@ impl FrameProcessorSpec {
     }
 }
 
-/// Where a processor runs.
+/// Where a processor runs: `sidecar` (a container in every selected camera's worker pod, frames
+/// over a shared volume and a Unix socket) or `pool` (a Deployment and Service of processor pods
+/// that every selected camera's worker sends frames to over the network). Default: `pool` when
+/// `gpu` is set, else `sidecar`.
 #[derive(
     schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
 )]

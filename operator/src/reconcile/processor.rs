@@ -632,3 +632,7 @@ mod tests {
         assert_eq!(fine.frames_per_second, None, "no rate reported yet");
     }
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod pool_tests;
