@@ -195,7 +195,12 @@ pub fn processor_status(
         )
     };
     let rates: Vec<f64> = observed.words.iter().filter_map(|w| w.ack_rate).collect();
-    let frames_per_second = (!rates.is_empty()).then(|| rates.iter().sum::<f64>());
+    let frames_per_second = if observed.words.is_empty() && !matched.is_empty() {
+        // No worker asked yet (the operator just started) is not a processor gone idle.
+        previous.frames_per_second
+    } else {
+        (!rates.is_empty()).then(|| rates.iter().sum::<f64>())
+    };
     // The newest error stays until another replaces it; one still reported is kept as it is,
     // so that the status does not flip between two cameras' errors.
     let errors: Vec<String> = observed
