@@ -491,21 +491,9 @@ mod tests {
         assert!(obs.record("cams/a", Observation::NoStream));
     }
 
+    /// A report whose processor acknowledged `frames`, connected unless there is an error.
     fn acked(name: &str, frames: u64, last_error: Option<&str>) -> Observation {
-        Observation::Report(Box::new(WorkerReport {
-            live: true,
-            frames: Some(FramesReport {
-                processors: vec![ProcessorReport {
-                    name: name.into(),
-                    connected: last_error.is_none(),
-                    transport: Some("tcp".into()),
-                    last_error: last_error.map(str::to_string),
-                    frames_acked: frames,
-                    ..Default::default()
-                }],
-            }),
-            ..Default::default()
-        }))
+        crate::fixtures::pool_report(name, last_error.is_none(), frames, last_error)
     }
 
     #[test]

@@ -4,7 +4,6 @@ use super::*;
 use crate::crd::processor::{FrameProcessorSpec, GpuSpec, ProcessorMode};
 use crate::reconcile::schedule::schedule;
 use crate::reconcile::test_camera;
-use k8s_openapi::api::core::v1::Toleration;
 
 fn cpu() -> ResolvedProcessor {
     ResolvedProcessor {
@@ -41,18 +40,7 @@ fn pool() -> ResolvedProcessor {
             image: "yolo:1".into(),
             fps: 1.0,
             max_in_flight: 1,
-            gpu: Some(GpuSpec {
-                count: 2,
-                node_selector: BTreeMap::from([("gpu".to_string(), "l4".to_string())]),
-                tolerations: vec![Toleration {
-                    key: Some("nvidia.com/gpu".into()),
-                    operator: Some("Exists".into()),
-                    effect: Some("NoSchedule".into()),
-                    ..Default::default()
-                }],
-                runtime_class_name: Some("nvidia".into()),
-                ..Default::default()
-            }),
+            gpu: Some(crate::fixtures::l4_gpu(2)),
             ..Default::default()
         },
         fps: 1.0,

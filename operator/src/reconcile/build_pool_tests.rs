@@ -1,12 +1,11 @@
 //! The pool's Deployment, Service and token Secret for a GPU FrameProcessor, field by field.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{EnvVar, LocalObjectReference, Toleration, VolumeMount};
+use k8s_openapi::api::core::v1::{EnvVar, LocalObjectReference, VolumeMount};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::*;
-use crate::crd::processor::{FrameProcessorSpec, GpuSpec};
+use crate::crd::processor::FrameProcessorSpec;
+use crate::fixtures::l4_gpu;
 use crate::reconcile::build_deployment::RUN_AS;
 
 fn yolo() -> FrameProcessor {
@@ -45,18 +44,7 @@ fn yolo() -> FrameProcessor {
             image_pull_secrets: vec![LocalObjectReference {
                 name: "gpu-registry".into(),
             }],
-            gpu: Some(GpuSpec {
-                count: 2,
-                node_selector: BTreeMap::from([("gpu".to_string(), "l4".to_string())]),
-                tolerations: vec![Toleration {
-                    key: Some("nvidia.com/gpu".into()),
-                    operator: Some("Exists".into()),
-                    effect: Some("NoSchedule".into()),
-                    ..Default::default()
-                }],
-                runtime_class_name: Some("nvidia".into()),
-                ..Default::default()
-            }),
+            gpu: Some(l4_gpu(2)),
             ..Default::default()
         },
     );

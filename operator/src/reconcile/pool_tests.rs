@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use http::Method;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{EnvVar, Secret, Toleration};
+use k8s_openapi::api::core::v1::{EnvVar, Secret};
 use serde_json::Value;
 
 use super::*;
-use crate::crd::processor::{FrameProcessorSpec, GpuSpec};
+use crate::crd::processor::FrameProcessorSpec;
 use crate::fixtures::kubelet::{kubelet_step, pool_ready, restarting};
-use crate::fixtures::{context_on, context_with, test_settings, FakeApi};
-use crate::observe::{FramesReport, ProcessorReport, WorkerReport};
+use crate::fixtures::{context_on, context_with, l4_gpu, pool_report, test_settings, FakeApi};
 use crate::reconcile::camera;
 use crate::reconcile::test_camera;
 use crate::rollout::RolloutGate;
@@ -38,17 +37,7 @@ fn yolo() -> FrameProcessor {
             image: "yolo:1".into(),
             fps: 1.0,
             max_in_flight: 1,
-            gpu: Some(GpuSpec {
-                node_selector: BTreeMap::from([("gpu".to_string(), "l4".to_string())]),
-                tolerations: vec![Toleration {
-                    key: Some("nvidia.com/gpu".into()),
-                    operator: Some("Exists".into()),
-                    effect: Some("NoSchedule".into()),
-                    ..Default::default()
-                }],
-                runtime_class_name: Some("nvidia".into()),
-                ..Default::default()
-            }),
+            gpu: Some(l4_gpu(1)),
             ..Default::default()
         },
     );
@@ -225,6 +214,36 @@ async fn the_token_secret_is_created_once_and_never_overwritten() {
 }
 
 #[tokio::test]
+async fn a_service_kamera_did_not_create_is_left_alone_and_the_pool_waits() {
+    let api = cluster(&["lobby"], yolo());
+    let mut theirs = k8s_openapi::api::core::v1::Service::default();
+    theirs.metadata.name = Some("yolo-pool".into());
+    theirs.metadata.namespace = Some("cams".into());
+    api.insert(&theirs);
+    processor_pass(&api).await;
+    assert!(
+        api.writes_to(POOL_SVC).is_empty(),
+        "their Service is untouched"
+    );
+    assert!(api.get::<Deployment>("cams", "yolo-pool").is_none());
+    let status = api
+        .get::<FrameProcessor>("cams", "yolo")
+        .and_then(|fp| fp.status)
+        .expect("status");
+    let ready = &status.conditions[0];
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NameConflict")
+    );
+    assert!(
+        ready.message.contains("Service cams/yolo-pool"),
+        "{}",
+        ready.message
+    );
+    api.assert_rbac();
+}
+
+#[tokio::test]
 async fn scaling_or_changing_the_pool_writes_no_camera_deployment() {
     let api = cluster(&["lobby", "hall"], yolo());
     let gate = Arc::new(RolloutGate::new(2));
@@ -397,24 +416,6 @@ async fn switching_modes_moves_the_processor_cleanly_with_throttled_restarts() {
     api.assert_rbac();
 }
 
-fn worker_says(connected: bool, acked: u64, last_error: Option<&str>) -> Observation {
-    Observation::Report(Box::new(WorkerReport {
-        live: true,
-        frames: Some(FramesReport {
-            processors: vec![ProcessorReport {
-                name: "yolo".into(),
-                connected,
-                transport: Some("tcp".into()),
-                endpoint: Some("yolo-pool.cams.svc:7700".into()),
-                last_error: last_error.map(str::to_string),
-                frames_acked: acked,
-                ..Default::default()
-            }],
-        }),
-        ..Default::default()
-    }))
-}
-
 #[tokio::test]
 async fn the_processor_status_follows_the_pool_deployment_and_the_workers() {
     let api = cluster(&["lobby", "hall"], yolo());
@@ -433,15 +434,16 @@ async fn the_processor_status_follows_the_pool_deployment_and_the_workers() {
     // The pool's pod turns ready; lobby's worker sends frames to it, hall's cannot reach it.
     pool_ready(&api, "yolo", 1);
     let t0 = tokio::time::Instant::now();
-    heard.record_at("cams/lobby", worker_says(true, 100, None), t0);
+    heard.record_at("cams/lobby", pool_report("yolo", true, 100, None), t0);
     heard.record_at(
         "cams/lobby",
-        worker_says(true, 120, None),
+        pool_report("yolo", true, 120, None),
         t0 + Duration::from_secs(10),
     );
     heard.record_at(
         "cams/hall",
-        worker_says(
+        pool_report(
+            "yolo",
             false,
             0,
             Some("connecting to yolo-pool.cams.svc:7700: connection refused"),

@@ -428,8 +428,8 @@ mod tests {
     use k8s_openapi::api::apps::v1::DeploymentStatus;
     use tokio::time::Instant;
 
-    use crate::crd::processor::{FrameProcessorSpec, GpuSpec};
-    use crate::observe::{FramesReport, ProcessorReport, WorkerReport};
+    use crate::crd::processor::FrameProcessorSpec;
+    use crate::fixtures::{l4_gpu, pool_report};
     use crate::reconcile::test_camera;
 
     #[test]
@@ -481,7 +481,7 @@ mod tests {
             "yolo",
             FrameProcessorSpec {
                 image: "yolo:1".into(),
-                gpu: Some(GpuSpec::default()),
+                gpu: Some(l4_gpu(1)),
                 replicas: Some(2),
                 ..Default::default()
             },
@@ -501,36 +501,21 @@ mod tests {
         d
     }
 
-    /// A worker's report on camera `camera` about the pool `yolo`.
-    fn report(connected: bool, acked: u64, last_error: Option<&str>) -> Observation {
-        Observation::Report(Box::new(WorkerReport {
-            live: true,
-            frames: Some(FramesReport {
-                processors: vec![ProcessorReport {
-                    name: "yolo".into(),
-                    connected,
-                    transport: Some("tcp".into()),
-                    endpoint: Some("yolo-pool.cams.svc:7700".into()),
-                    last_error: last_error.map(str::to_string),
-                    frames_acked: acked,
-                    ..Default::default()
-                }],
-            }),
-            ..Default::default()
-        }))
-    }
-
     #[test]
     fn pool_status_sums_the_cameras_frame_rates_and_names_the_last_error() {
         let observations = Observations::default();
         let t0 = Instant::now();
         let t1 = t0 + Duration::from_secs(10);
         // Two cameras acknowledged 1 and 0.5 frames a second; the third cannot reach the pool.
-        observations.record_at("cams/a", report(true, 100, None), t0);
-        observations.record_at("cams/a", report(true, 110, None), t1);
-        observations.record_at("cams/b", report(true, 40, None), t0);
-        observations.record_at("cams/b", report(true, 45, None), t1);
-        observations.record_at("cams/c", report(false, 0, Some("connection refused")), t0);
+        observations.record_at("cams/a", pool_report("yolo", true, 100, None), t0);
+        observations.record_at("cams/a", pool_report("yolo", true, 110, None), t1);
+        observations.record_at("cams/b", pool_report("yolo", true, 40, None), t0);
+        observations.record_at("cams/b", pool_report("yolo", true, 45, None), t1);
+        observations.record_at(
+            "cams/c",
+            pool_report("yolo", false, 0, Some("connection refused")),
+            t0,
+        );
         let cameras: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
         let words = camera_words(&observations, "cams", "yolo", &cameras);
         assert_eq!(words.len(), 3, "camera d's worker has not answered yet");
