@@ -497,4 +497,48 @@ mod tests {
         assert_eq!(find(&conds, PROCESSORS_READY).reason, "NoProcessors");
         assert_eq!(find(&conds, RECORDING).reason, "ClaimPending");
     }
+
+    #[test]
+    fn a_pool_processor_is_ready_when_the_worker_is_connected_to_it() {
+        let mut pool = yolo();
+        pool.spec.mode = Some(crate::crd::processor::ProcessorMode::Pool);
+        let pods = vec![Arc::new(pod("h", vec![status("worker", None)]))];
+        let processors = [pool];
+        let assess_with = |worker: Option<&Observation>| {
+            conditions(&Observed {
+                suspended: false,
+                processors: &processors,
+                deployment: None,
+                pods: &pods,
+                claim: &Claim::Disabled,
+                worker,
+            })
+        };
+        let connected = crate::fixtures::pool_report("yolo", true, 0, None);
+        let (conds, attached) = assess_with(Some(&connected));
+        assert!(attached[0].ready, "no container of its own to wait for");
+        assert_eq!(attached[0].connected, Some(true));
+        assert!(find(&conds, PROCESSORS_READY).ok);
+
+        let refused =
+            crate::fixtures::pool_report("yolo", false, 0, Some("token refused by the pool"));
+        let (conds, attached) = assess_with(Some(&refused));
+        assert!(!attached[0].ready);
+        let processors_ready = find(&conds, PROCESSORS_READY);
+        assert_eq!(processors_ready.reason, "NotConnected");
+        assert!(
+            processors_ready
+                .message
+                .contains("token refused by the pool"),
+            "{}",
+            processors_ready.message
+        );
+        assert!(
+            find(&conds, READY).ok,
+            "a pool never decides the camera's Ready"
+        );
+
+        let (_, attached) = assess_with(None);
+        assert_eq!(attached[0].message.as_deref(), Some("Pending"));
+    }
 }
