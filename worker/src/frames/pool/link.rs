@@ -424,3 +424,146 @@ async fn send(writer: &mut OwnedWriteHalf, bytes: &[u8], endpoint: &str) -> Resu
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::detections::{Detections, Limits};
+    use serde_json::{json, Value};
+    use tokio::io::AsyncBufReadExt;
+    use tokio::net::TcpListener;
+
+    fn ctx(endpoint: &str, token_dir: Option<PathBuf>) -> LinkContext {
+        let metrics = FrameMetrics::unregistered();
+        LinkContext {
+            camera: "door".into(),
+            pool: PoolSpec {
+                name: "yolo".into(),
+                endpoints: vec![endpoint.into()],
+            },
+            token_dir,
+            worker_fps: 1.0,
+            dispatcher: Arc::new(Dispatcher::new(
+                metrics.clone(),
+                Arc::new(Detections::new(Limits::default())),
+                1.0,
+            )),
+            metrics,
+        }
+    }
+
+    /// A pool that reads one hello, answers `reply` and hangs up; yields the hello.
+    async fn one_shot_pool(reply: Vec<u8>) -> (String, tokio::task::JoinHandle<Value>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            BufReader::new(read).read_line(&mut line).await.unwrap();
+            // The worker may hang up first (an oversize line): not this pool's problem.
+            let _ = write.write_all(&reply).await;
+            serde_json::from_str(&line).unwrap()
+        });
+        (addr, task)
+    }
+
+    fn line(v: Value) -> Vec<u8> {
+        let mut l = v.to_string().into_bytes();
+        l.push(b'\n');
+        l
+    }
+
+    #[tokio::test]
+    async fn the_token_is_read_at_every_attempt_and_a_refusal_is_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("yolo/token");
+        std::fs::create_dir_all(token.parent().unwrap()).unwrap();
+        std::fs::write(&token, "first\n").unwrap();
+
+        let refusal =
+            json!({"type":"error","code":"unauthorized","message":"invalid or missing token"});
+        let (addr, pool) = one_shot_pool(line(refusal)).await;
+        let err = greet(&ctx(&addr, Some(dir.path().into())), &addr)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, LinkError::Refused { code, .. } if code == "unauthorized"),
+            "{err}"
+        );
+        assert_eq!(err.reason(), "refused");
+        assert!(err.to_string().contains(&addr), "{err}");
+        let hello = pool.await.unwrap();
+        assert_eq!(
+            (
+                &hello["type"],
+                &hello["token"],
+                &hello["camera"],
+                &hello["versions"]
+            ),
+            (
+                &json!("hello"),
+                &json!("first"),
+                &json!("door"),
+                &json!([1])
+            )
+        );
+
+        std::fs::write(&token, "rotated").unwrap();
+        let welcome =
+            json!({"type":"welcome","version":1,"processor":"yolo","max_in_flight":2,"fps":null});
+        let (addr, pool) = one_shot_pool(line(welcome)).await;
+        let (_, _, w) = greet(&ctx(&addr, Some(dir.path().into())), &addr)
+            .await
+            .unwrap();
+        assert_eq!(w.max_in_flight, 2);
+        assert_eq!(pool.await.unwrap()["token"], "rotated");
+
+        std::fs::remove_file(&token).unwrap();
+        let welcome = json!({"type":"welcome","version":1});
+        let (addr, pool) = one_shot_pool(line(welcome)).await;
+        greet(&ctx(&addr, Some(dir.path().into())), &addr)
+            .await
+            .unwrap();
+        assert!(
+            pool.await.unwrap().get("token").is_none(),
+            "no file, no token"
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_oversize_lines_and_bad_welcomes_end_the_attempt() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"\x00\xffnot json\n".to_vec(), "protocol"),
+            (vec![b'x'; wire::MAX_LINE + 10], "protocol"),
+            (line(json!({"type":"welcome","version":7})), "protocol"),
+            (
+                line(json!({"type":"welcome","version":1,"max_in_flight":0})),
+                "protocol",
+            ),
+            (
+                line(json!({"type":"ack","camera":"door","seq":1})),
+                "protocol",
+            ),
+            (Vec::new(), "lost"),
+        ];
+        for (reply, reason) in cases {
+            let shown = String::from_utf8_lossy(&reply[..reply.len().min(60)]).into_owned();
+            let (addr, pool) = one_shot_pool(reply).await;
+            let err = greet(&ctx(&addr, None), &addr).await.err().unwrap();
+            assert_eq!(err.reason(), reason, "{shown}: {err}");
+            pool.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_pool_is_typed_with_its_endpoint() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let err = greet(&ctx(&addr, None), &addr).await.err().unwrap();
+        assert_eq!(err.reason(), "unreachable", "{err}");
+        assert!(err.to_string().contains(&addr), "{err}");
+    }
+}
