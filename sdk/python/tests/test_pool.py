@@ -213,3 +213,61 @@ def test_serve_calls_the_classic_callback_with_a_file_that_exists_during_the_cal
     assert calls[0]["path"].suffix == ".jpg"
     wait_for("frame file removed", 5, lambda: not calls[0]["path"].exists())
     w.close()
+
+
+def test_run_serves_the_pool_when_the_pod_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    port = free_port()
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    monkeypatch.setenv("KAMERA_POOL_LISTEN", f"127.0.0.1:{port}")
+    monkeypatch.setenv("KAMERA_POOL_TOKEN_FILE", str(token_file))
+    stop = threading.Event()
+    t = threading.Thread(target=kamera.run, args=(lambda key, path, data: {"label": key},), kwargs={"stop": stop})
+    t.start()
+    try:
+        w = wait_for("kamera.run serving", 10, lambda: _connect(port))
+        assert w.welcome is not None and w.welcome["type"] == "welcome", w.welcome
+        w.frame(5)
+        ack = w.next()
+        assert ack is not None and ack["detections"] == [{"label": "door"}], ack
+        w.close()
+    finally:
+        stop.set()
+        t.join(15)
+    assert not t.is_alive()
+
+
+def test_the_classic_program_serves_in_a_pool_pod(tmp_path: Path, processes: List[Any]) -> None:
+    import subprocess
+    import sys
+
+    from conftest import python_env
+
+    port = free_port()
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    program = tmp_path / "classic.py"
+    program.write_text(
+        "from rtmp_to_llhls import set_frame_callback, main\n"
+        "def my_ai_processor(stream_key, frame_path, frame_data):\n"
+        "    return [{'label': stream_key, 'confidence': len(frame_data) / 1e6}]\n"
+        "set_frame_callback(my_ai_processor)\n"
+        "main()\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(program)], stdin=subprocess.DEVNULL,
+                            env=python_env(KAMERA_POOL_LISTEN=f"127.0.0.1:{port}", KAMERA_POOL_TOKEN_FILE=str(token_file)))
+    processes.append(proc)
+    w = wait_for("the classic program serving", 20, lambda: _connect(port))
+    w.frame(1)
+    ack = w.next()
+    assert ack is not None and ack["detections"][0]["label"] == "door", ack
+    w.close()
+    proc.terminate()
+    assert proc.wait(timeout=15) == 0
+
+
+def _connect(port: int) -> Optional[FakeWorker]:
+    try:
+        return FakeWorker(port, "door")
+    except OSError:
+        return None
