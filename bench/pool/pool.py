@@ -36,7 +36,8 @@ from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
-TICK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(REPO / "bench" / "frames"))
+from frames import cpu_seconds, free_port  # noqa: E402  (the frames bench's helpers)
 TOKEN = "bench-token-0123456789abcdef"
 
 #: The fake model: a fixed cost per batch plus a cost per frame (a GPU-like shape).
@@ -83,17 +84,6 @@ if mode == "pool":
 else:
     kamera.run(on_frame, socket=os.environ["BENCH_SOCKET"], processor="bench", stop=stop)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def clip(cache: Path) -> Path:
