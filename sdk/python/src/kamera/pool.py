@@ -152,6 +152,10 @@ class _Conn:
         self.in_flight = 0
         self.closed = threading.Event()
         self.max_in_flight = server.max_in_flight
+        # poll(), not select(): a process with many files open has descriptors past 1024.
+        self.poller = select.poll() if hasattr(select, "poll") else None
+        if self.poller is not None:
+            self.poller.register(sock, select.POLLIN)
 
     # reading
 
@@ -163,8 +167,12 @@ class _Conn:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("no message in time")
-            readable, _, _ = select.select([self.sock], [], [], min(remaining, 0.5))
-            if readable:
+            wait = min(remaining, 0.5)
+            if self.poller is not None:
+                ready = bool(self.poller.poll(int(wait * 1000) + 1))
+            else:
+                ready = bool(select.select([self.sock], [], [], wait)[0])
+            if ready:
                 break
         chunk = self.sock.recv(256 * 1024)
         if not chunk:
