@@ -72,11 +72,19 @@ def on_frame(stream_key, frame_path, frame_data):
 
 def dump(*_):
     with lock:
-        out.write_text(json.dumps({"latencies": latencies, "sizes": sizes}))
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"latencies": latencies, "sizes": sizes}))
+        tmp.rename(out)  # the bench reads it once it exists: whole or not at all
     stop.set()
+
+def reset(*_):
+    with lock:
+        latencies.clear()
+        sizes.clear()
 
 signal_mod = __import__("signal")
 signal_mod.signal(signal_mod.SIGUSR1, lambda *a: dump())
+signal_mod.signal(signal_mod.SIGUSR2, reset)
 signal_mod.signal(signal_mod.SIGTERM, lambda *a: stop.set())
 if mode == "pool":
     kamera.serve_batch(model, max_batch=int(os.environ.get("BENCH_MAX_BATCH", "16")),
@@ -201,6 +209,8 @@ def run(n: int, mode: str, duration: float, worker_bin: Path, src: Path, args: a
                  "-c", "copy", "-f", "flv", f"rtmp://{rtmp}/live/cam{i:03d}"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(args.warmup)  # let every camera start and settle (the window below is measured)
+        if model:
+            model.send_signal(signal.SIGUSR2)  # count the model's work from here
         text0 = get(f"http://{http}/metrics")
         cpu0, t0 = cpu_seconds(worker.pid), time.monotonic()
         model_cpu0 = cpu_seconds(model.pid) if model else 0.0
@@ -288,7 +298,11 @@ def main() -> int:
     lines = [f"# Pool bench {stamp} ({platform.machine()}, {os.cpu_count()} CPUs)", "",
              f"Fake model: {args.per_batch * 1000:.0f} ms per batch + {args.per_frame * 1000:.0f} ms per frame; "
              f"serve_batch(max_batch={args.max_batch}, max_wait={args.max_wait}); 320x240 10 fps publishers, 1 fps frames; "
-             f"{args.duration:.0f} s windows. Raw: `{out.name}`.", "",
+             f"{args.duration:.0f} s windows. Raw: `{out.name}`. Load average at the end: "
+             f"{os.getloadavg()[0]:.1f} (other work on the machine inflates the CPU figures; per-camera "
+             "differences of a few hundredths of a percent are within the noise). Pool latency: measured "
+             "by the pool per frame over the window; sidecar latency: the worker's histogram buckets "
+             "over the whole run, start included.", "",
              "| N | mode | acked/s | mean batch | batches by size | capture→ack p50 / p99 | worker CPU % | added per camera (% of a core) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
