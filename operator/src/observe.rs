@@ -554,6 +554,30 @@ mod tests {
         assert_eq!(processors[1].frames_acked, 12);
     }
 
+    #[test]
+    fn the_workers_own_roster_of_a_pool_parses_into_a_processor_report() {
+        use kamera_worker::frames::roster::{with_links, LinkView, PoolEndpoint};
+        let link = LinkView {
+            name: "yolo".into(),
+            connected: false,
+            since: std::time::SystemTime::UNIX_EPOCH,
+            endpoint: PoolEndpoint {
+                endpoint: "yolo-pool.cams.svc:7700".into(),
+                last_error: Some("connection refused".into()),
+            },
+        };
+        let json = serde_json::to_value(with_links(Vec::new(), vec![link])).expect("json");
+        let parsed: Vec<ProcessorReport> = serde_json::from_value(json).expect("parses");
+        assert_eq!(parsed.len(), 1);
+        let p = &parsed[0];
+        assert_eq!(p.name, "yolo");
+        assert!(!p.connected);
+        assert_eq!(p.transport.as_deref(), Some("tcp"));
+        assert_eq!(p.endpoint.as_deref(), Some("yolo-pool.cams.svc:7700"));
+        assert_eq!(p.last_error.as_deref(), Some("connection refused"));
+        assert_eq!(p.frames_acked, 0);
+    }
+
     #[tokio::test]
     async fn a_worker_that_does_not_listen_is_unreachable_not_an_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
