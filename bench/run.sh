@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: Kamera against the per-camera FFmpeg architecture and nginx-rtmp, side by side
 # on the same load. Not part of `make test`. Options are passed to bench/compare.py
-# (e.g. `make bench BENCH_ARGS="--n 1,4 --duration 30"`).
+# (e.g. `make bench BENCH_ARGS="--n 1,4 --duration 30"`); then the processor pool bench
+# (bench/pool, options in POOL_BENCH_ARGS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +19,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo build --release -p kamera-worker
-exec python3 bench/compare.py ${BENCH_ARGS:-} "$@"
+python3 bench/compare.py ${BENCH_ARGS:-} "$@"
+# One processor pool (network transport, batching) against the sidecar path: bench/pool/README.md.
+PYTHONPATH="$PWD/sdk/python/src" python3 bench/pool/pool.py ${POOL_BENCH_ARGS:-}

@@ -56,6 +56,8 @@ pub struct Stores {
     pub processors: Store<FrameProcessor>,
     /// Deployments labelled with a camera.
     pub deployments: Store<Deployment>,
+    /// Pool Deployments (labelled with a processor).
+    pub pools: Store<Deployment>,
     /// Services labelled with a camera.
     pub services: Store<Service>,
     /// PersistentVolumeClaims labelled with a camera.
@@ -77,6 +79,7 @@ impl Stores {
                 self.cameras.wait_until_ready(),
                 self.processors.wait_until_ready(),
                 self.deployments.wait_until_ready(),
+                self.pools.wait_until_ready(),
                 self.services.wait_until_ready(),
                 self.claims.wait_until_ready(),
                 self.pods.wait_until_ready(),

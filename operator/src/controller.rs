@@ -6,6 +6,7 @@
 //!   wake their own reconciler, so a status write never triggers another reconcile.
 //! - Deployments, Services, claims and pods labelled with a camera: caches the reconciler reads
 //!   (so that an unchanged object is never written again) and triggers for status.
+//! - Pool Deployments (labelled with a processor): the same for FrameProcessors in pool mode.
 //! - Secrets are never watched: a Camera reads its stream key Secret by name.
 
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use crate::error::Error;
 use crate::events::EventPublisher;
 use crate::metrics::Metrics;
 use crate::observe::{self, WorkerProbe};
-use crate::reconcile::names::CAMERA_LABEL;
+use crate::reconcile::names::{CAMERA_LABEL, PROCESSOR_LABEL};
 use crate::reconcile::resolve::selects;
 use crate::reconcile::{camera, processor};
 use crate::rollout::RolloutGate;
@@ -92,11 +93,19 @@ fn camera_of<K: Resource>(object: &K) -> Option<ObjectRef<Camera>> {
     Some(ObjectRef::new(name).within(namespace))
 }
 
-/// A watch of objects labelled with a camera, reflected into a cache; the stream wakes their
-/// Camera on every change (deletions included).
+/// The FrameProcessor a pool object (labelled `kamera.dev/processor`) belongs to.
+fn processor_of<K: Resource>(object: &K) -> Option<ObjectRef<FrameProcessor>> {
+    let name = object.meta().labels.as_ref()?.get(PROCESSOR_LABEL)?;
+    let namespace = object.meta().namespace.as_deref()?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// A watch of objects carrying `label` (a camera's, or a pool's), reflected into a cache; the
+/// stream wakes their owner on every change (deletions included).
 fn labelled<K>(
     client: &Client,
     namespace: Option<&str>,
+    label: &str,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -113,7 +122,7 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(
         api::<K>(client, namespace),
-        watcher::Config::default().labels(CAMERA_LABEL),
+        watcher::Config::default().labels(label),
     )
     .default_backoff()
     .reflect(writer)
@@ -153,10 +162,11 @@ pub async fn run(
         .reflect(processor_writer)
         .applied_objects()
         .predicate_filter(spec_or_labels(), Default::default());
-    let (deployments, deployment_stream) = labelled::<Deployment>(&client, ns);
-    let (services, service_stream) = labelled::<Service>(&client, ns);
-    let (claims, claim_stream) = labelled::<PersistentVolumeClaim>(&client, ns);
-    let (pods, pod_stream) = labelled::<Pod>(&client, ns);
+    let (deployments, deployment_stream) = labelled::<Deployment>(&client, ns, CAMERA_LABEL);
+    let (services, service_stream) = labelled::<Service>(&client, ns, CAMERA_LABEL);
+    let (claims, claim_stream) = labelled::<PersistentVolumeClaim>(&client, ns, CAMERA_LABEL);
+    let (pods, pod_stream) = labelled::<Pod>(&client, ns, CAMERA_LABEL);
+    let (pools, pool_stream) = labelled::<Deployment>(&client, ns, PROCESSOR_LABEL);
 
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -166,6 +176,7 @@ pub async fn run(
             cameras: cameras.clone(),
             processors: processors.clone(),
             deployments,
+            pools,
             services,
             claims,
             pods,
@@ -240,6 +251,7 @@ pub async fn run(
     let stop = shutdown.clone();
     let pf = processor_failures.clone();
     let processor_loop = Controller::for_stream(processor_stream, processors.clone())
+        .watches_stream(pool_stream, |d| processor_of(&d))
         .watches_stream(camera_changes, move |cam: Camera| {
             processors
                 .state()

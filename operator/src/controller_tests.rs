@@ -1,5 +1,5 @@
 //! The whole operator (watches, caches, both controllers) against the in-process fake API:
-//! an operator restart or a leader change over running cameras writes no Deployment.
+//! an operator restart or a leader change over running cameras and pools writes no Deployment.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,8 +9,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 
 use super::*;
 use crate::crd::camera::CameraSpec;
-use crate::crd::processor::FrameProcessorSpec;
-use crate::fixtures::kubelet::kubelet_step;
+use crate::crd::processor::{FrameProcessorSpec, GpuSpec};
+use crate::fixtures::kubelet::{kubelet_step, pool_ready};
 use crate::fixtures::{context_on, context_with, test_settings, FakeApi};
 use crate::observe::WorkerProbe;
 use crate::rollout::RolloutGate;
@@ -51,6 +51,7 @@ async fn running_cluster(cameras: usize, probe: &WorkerProbe) -> FakeApi {
         cam.metadata.labels = Some(BTreeMap::from([("zone".to_string(), "lobby".to_string())]));
         api.insert(&cam);
     }
+    // `motion` runs as a sidecar of every camera, `yolo` (with a GPU) as a pool they share.
     for name in ["motion", "yolo"] {
         let mut fp = FrameProcessor::new(
             name,
@@ -58,6 +59,7 @@ async fn running_cluster(cameras: usize, probe: &WorkerProbe) -> FakeApi {
                 image: format!("{name}:1"),
                 fps: 1.0,
                 max_in_flight: 1,
+                gpu: (name == "yolo").then(GpuSpec::default),
                 ..Default::default()
             },
         );
@@ -93,9 +95,22 @@ async fn running_cluster(cameras: usize, probe: &WorkerProbe) -> FakeApi {
             .await
             .expect("processor status");
     }
+    pool_ready(&api, "yolo", 1);
+    for name in ["motion", "yolo"] {
+        let ctx = context_on(&api, test_settings(IMAGE), &gate);
+        let fp = api.get::<FrameProcessor>("cams", name).expect("processor");
+        processor::reconcile(Arc::new(fp), ctx)
+            .await
+            .expect("processor status with its pool ready");
+    }
+    let pool = api.get::<Deployment>("cams", "yolo-pool");
+    assert!(pool.is_some(), "yolo runs as a pool");
     for d in api.all::<Deployment>() {
+        if d.metadata.name.as_deref() == Some("yolo-pool") {
+            continue;
+        }
         let containers = d.spec.template.spec.map(|s| s.containers.len());
-        assert_eq!(containers, Some(3), "worker and both processors");
+        assert_eq!(containers, Some(2), "worker and the motion sidecar");
     }
     api
 }

@@ -22,6 +22,18 @@ pub enum Error {
         /// The API's answer.
         source: kube::Error,
     },
+    /// Deleting an object the operator no longer wants failed.
+    #[error("deleting {kind} {namespace}/{name}: {source}")]
+    Delete {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The API's answer.
+        source: kube::Error,
+    },
     /// Writing the status subresource failed.
     #[error("updating the status of {kind} {namespace}/{name}: {source}")]
     Status {
@@ -58,8 +70,8 @@ pub enum Error {
         /// The API's answer.
         source: kube::Error,
     },
-    /// The system's random source failed (making the operator's worker token).
-    #[error("no random bytes for the operator's worker token: {0}")]
+    /// The system's random source failed (making the operator's worker token or a pool token).
+    #[error("no random bytes for a token: {0}")]
     Random(String),
     /// The watch caches are not filled yet: deciding now could undo running cameras.
     #[error(transparent)]
@@ -72,6 +84,7 @@ impl Error {
         match self {
             Error::Unnamed { .. } => "unnamed",
             Error::Apply { .. } => "apply",
+            Error::Delete { .. } => "delete",
             Error::Status { .. } => "status",
             Error::Secret { .. } => "secret",
             Error::Get { .. } => "get",

@@ -18,6 +18,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -74,6 +75,19 @@ pub struct ProcessorReport {
     /// Seconds since the capture of the newest frame it acknowledged.
     #[serde(default)]
     pub lag_seconds: Option<f64>,
+    /// `unix` (a sidecar on the frame socket) or `tcp` (a pool).
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// The pool address connected to, or last tried.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Why the last connection to the pool failed or ended, if it did.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Frames it acknowledged since the worker started. Turned into a rate by [`Observations`]
+    /// and not kept in the observation, so that a moving counter never counts as a change.
+    #[serde(default)]
+    pub frames_acked: u64,
 }
 
 /// The frames section.
@@ -184,6 +198,27 @@ pub fn steady_lag(old: Option<f64>, new: Option<f64>) -> Option<f64> {
 pub struct Observations {
     seen: Mutex<HashMap<String, Observation>>,
     tokens: Mutex<HashMap<String, String>>,
+    acks: Mutex<HashMap<String, HashMap<String, AckSample>>>,
+}
+
+/// A processor's acknowledged-frames counter when last asked, and the rate since the ask before.
+#[derive(Debug, Clone, Copy)]
+struct AckSample {
+    acked: u64,
+    at: Instant,
+    rate: Option<f64>,
+}
+
+impl AckSample {
+    /// The sample after `acked` frames at `at`; a counter that went back (the worker restarted)
+    /// starts over without a rate.
+    fn next(previous: Option<AckSample>, acked: u64, at: Instant) -> AckSample {
+        let rate = previous.and_then(|p| {
+            let seconds = at.checked_duration_since(p.at)?.as_secs_f64();
+            (seconds > 0.0 && acked >= p.acked).then(|| (acked - p.acked) as f64 / seconds)
+        });
+        AckSample { acked, at, rate }
+    }
 }
 
 impl Observations {
@@ -216,6 +251,27 @@ impl Observations {
 
     /// Records an observation (settled against the previous one); true when it changed.
     pub fn record(&self, camera: &str, observation: Observation) -> bool {
+        self.record_at(camera, observation, Instant::now())
+    }
+
+    /// [`Self::record`], observed at `at`: each processor's acknowledged-frames counter becomes
+    /// its rate since the previous observation.
+    pub fn record_at(&self, camera: &str, mut observation: Observation, at: Instant) -> bool {
+        if let Observation::Report(report) = &mut observation {
+            let mut acks = self.acks.lock().unwrap_or_else(|e| e.into_inner());
+            let before = acks.remove(camera).unwrap_or_default();
+            let mut now = HashMap::new();
+            for p in report
+                .frames
+                .iter_mut()
+                .flat_map(|f| f.processors.iter_mut())
+            {
+                let sample = AckSample::next(before.get(&p.name).copied(), p.frames_acked, at);
+                now.insert(p.name.clone(), sample);
+                p.frames_acked = 0;
+            }
+            acks.insert(camera.to_string(), now);
+        }
         let mut all = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let settled = observation.settled(all.get(camera));
         let changed = all.get(camera) != Some(&settled);
@@ -223,9 +279,24 @@ impl Observations {
         changed
     }
 
+    /// Frames per second `processor` acknowledged for `camera` between the last two
+    /// observations; `None` before two reports.
+    pub fn ack_rate(&self, camera: &str, processor: &str) -> Option<f64> {
+        self.acks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(camera)?
+            .get(processor)?
+            .rate
+    }
+
     /// Forgets cameras that no longer exist.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| keep(k));
+        self.acks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|k, _| keep(k));
@@ -420,6 +491,43 @@ mod tests {
         assert!(obs.record("cams/a", Observation::NoStream));
     }
 
+    /// A report whose processor acknowledged `frames`, connected unless there is an error.
+    fn acked(name: &str, frames: u64, last_error: Option<&str>) -> Observation {
+        crate::fixtures::pool_report(name, last_error.is_none(), frames, last_error)
+    }
+
+    #[test]
+    fn acknowledged_frames_become_a_rate_without_counting_as_a_change() {
+        let obs = Observations::default();
+        let t0 = Instant::now();
+        assert!(obs.record_at("cams/a", acked("yolo", 100, None), t0));
+        assert_eq!(
+            obs.ack_rate("cams/a", "yolo"),
+            None,
+            "one sample is no rate"
+        );
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(
+            !obs.record_at("cams/a", acked("yolo", 120, None), t1),
+            "a moving counter alone wakes nobody"
+        );
+        assert_eq!(obs.ack_rate("cams/a", "yolo"), Some(2.0));
+        // The worker restarted: its counter starts over, and so does the rate.
+        obs.record_at(
+            "cams/a",
+            acked("yolo", 3, None),
+            t1 + Duration::from_secs(10),
+        );
+        assert_eq!(obs.ack_rate("cams/a", "yolo"), None);
+        assert!(obs.record_at(
+            "cams/a",
+            acked("yolo", 3, Some("connection refused")),
+            t1 + Duration::from_secs(20)
+        ));
+        obs.retain(|_| false);
+        assert_eq!(obs.ack_rate("cams/a", "yolo"), None);
+    }
+
     #[test]
     fn the_workers_json_parses_with_unknown_fields_ignored() {
         let json = serde_json::json!({
@@ -428,12 +536,46 @@ mod tests {
             "resolution": "1920x1080", "fps": 25.0, "bitrate": 4_000_000, "unsupported": [],
             "recording": {"state": "disk_low", "file": null, "bytes": 10,
                           "last_error": {"reason": "no_space", "message": "free space below 5%", "at": "x"}},
-            "frames": {"processors": [{"name": "yolo", "connected": false, "lag_seconds": null}]},
+            "frames": {"processors": [{"name": "yolo", "connected": false, "lag_seconds": null},
+                                      {"name": "detect", "connected": false, "transport": "tcp",
+                                       "endpoint": "detect-pool.cams.svc:7700", "frames_acked": 12,
+                                       "last_error": "connection refused"}]},
             "hls": {"parts": 3},
         });
         let report: WorkerReport = serde_json::from_value(json).expect("parses");
         assert_eq!(report.recording.expect("recording").state, "disk_low");
-        assert!(!report.frames.expect("frames").processors[0].connected);
+        let processors = report.frames.expect("frames").processors;
+        assert!(!processors[0].connected);
+        assert_eq!(processors[1].transport.as_deref(), Some("tcp"));
+        assert_eq!(
+            processors[1].last_error.as_deref(),
+            Some("connection refused")
+        );
+        assert_eq!(processors[1].frames_acked, 12);
+    }
+
+    #[test]
+    fn the_workers_own_roster_of_a_pool_parses_into_a_processor_report() {
+        use kamera_worker::frames::roster::{with_links, LinkView, PoolEndpoint};
+        let link = LinkView {
+            name: "yolo".into(),
+            connected: false,
+            since: std::time::SystemTime::UNIX_EPOCH,
+            endpoint: PoolEndpoint {
+                endpoint: "yolo-pool.cams.svc:7700".into(),
+                last_error: Some("connection refused".into()),
+            },
+        };
+        let json = serde_json::to_value(with_links(Vec::new(), vec![link])).expect("json");
+        let parsed: Vec<ProcessorReport> = serde_json::from_value(json).expect("parses");
+        assert_eq!(parsed.len(), 1);
+        let p = &parsed[0];
+        assert_eq!(p.name, "yolo");
+        assert!(!p.connected);
+        assert_eq!(p.transport.as_deref(), Some("tcp"));
+        assert_eq!(p.endpoint.as_deref(), Some("yolo-pool.cams.svc:7700"));
+        assert_eq!(p.last_error.as_deref(), Some("connection refused"));
+        assert_eq!(p.frames_acked, 0);
     }
 
     #[tokio::test]

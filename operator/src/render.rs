@@ -1,14 +1,19 @@
-//! `kamera-operator render`: the objects the operator would apply for a Camera manifest, offline.
+//! `kamera-operator render`: the objects the operator would apply for a Camera manifest (and the
+//! pools of the pool-mode FrameProcessors that select it), offline.
 //! Used to review a Camera before applying it, and by the tests that validate every built object
 //! against the Kubernetes schemas.
 
 use std::sync::Arc;
 
+use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::crd::camera::Camera;
 use crate::crd::processor::FrameProcessor;
 use crate::reconcile::build_deployment::{build_deployment, WorkerPod};
+use crate::reconcile::build_pool::{
+    build_pool_deployment, build_pool_service, build_pool_token_secret, PoolRef,
+};
 use crate::reconcile::build_service::{build_http_service, build_ingest_service};
 use crate::reconcile::build_storage::{
     build_http_tokens_secret, build_publish_key_secret, build_pvc, http_tokens_file,
@@ -24,6 +29,9 @@ pub const PLACEHOLDER_KEY: &str = "stream-key-from-secret";
 pub const PLACEHOLDER_TOKENS: &str = "viewer-tokens-from-secret live:*";
 /// Stands in for the operator's own token when rendering offline.
 pub const PLACEHOLDER_OPERATOR_TOKEN: &str = "operator-token-made-at-apply";
+
+/// Stands in for a pool's token when rendering offline.
+pub const PLACEHOLDER_POOL_TOKEN: &str = "pool-token-made-at-apply";
 
 /// Why a Camera cannot be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +91,9 @@ pub fn render(
         if p.metadata.namespace.is_none() {
             p.metadata.namespace = camera.metadata.namespace.clone();
         }
+        if p.metadata.uid.is_none() {
+            p.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
+        }
     }
     validate_camera(&camera)?;
     let at = CameraRef::of(&camera).ok_or(RenderError::Unnamed)?;
@@ -123,6 +134,22 @@ pub fn render(
         publish_key: key,
         defaults: &crate::context::WorkerDefaults::default(),
     })?)?);
+    // The pools the camera's worker sends frames to (each FrameProcessor's, not the camera's).
+    for pool in resolved.iter().filter(|p| p.is_pool()) {
+        let Some(fp) = all.iter().find(|p| p.name_any() == pool.name) else {
+            continue;
+        };
+        let Some(pool_at) = PoolRef::of(fp) else {
+            continue;
+        };
+        docs.push(yaml(&build_pool_token_secret(
+            fp,
+            &pool_at,
+            PLACEHOLDER_POOL_TOKEN,
+        ))?);
+        docs.push(yaml(&build_pool_service(fp, &pool_at))?);
+        docs.push(yaml(&build_pool_deployment(fp, &pool_at))?);
+    }
     Ok(docs.join("---\n"))
 }
 

@@ -13,7 +13,7 @@ use kamera_operator::crd::camera::{
     Camera, CameraSpec, ExposureSpec, RetentionSpec, ServiceSpec, ServiceType, TokensSecretRef,
 };
 use kamera_operator::crd::crds;
-use kamera_operator::crd::processor::{FrameProcessor, FrameProcessorSpec};
+use kamera_operator::crd::processor::{FrameProcessor, FrameProcessorSpec, GpuSpec, ProcessorMode};
 use kube::core::cel::{compile_schema, CompiledSchema, ErrorKind, ValidationError, Validator};
 use serde::Serialize;
 use serde_json::Value;
@@ -155,7 +155,7 @@ fn every_rule_has_a_reason_and_its_field_path_names_a_field() {
     let mut rules = 0;
     walk(&schema("Camera"), "Camera", &mut rules);
     walk(&schema("FrameProcessor"), "FrameProcessor", &mut rules);
-    assert_eq!(rules, 18, "a rule was added or lost: count it here");
+    assert_eq!(rules, 19, "a rule was added or lost: count it here");
 }
 
 #[test]
@@ -378,6 +378,7 @@ fn processor_volumes_with_names_the_worker_pod_uses_are_refused() {
     for reserved in [
         "kamera-models",
         "kamera-",
+        "pool-yolo",
         "shared",
         "data",
         "tmp",
@@ -403,6 +404,46 @@ fn processor_volumes_with_other_names_are_fine_and_mounted() {
         read_only: Some(true),
     });
     assert!(processor_failures(&fp).is_empty());
+}
+
+const REPLICAS_MESSAGE: &str = "replicas applies to pool mode only: set mode: pool (the default when gpu is set), or remove replicas";
+
+#[test]
+fn replicas_are_refused_for_a_sidecar_and_accepted_for_a_pool() {
+    let sidecar = |mode: Option<ProcessorMode>, gpu: bool| {
+        let mut fp = processor(&[], &[]);
+        fp.spec.mode = mode;
+        fp.spec.gpu = gpu.then(GpuSpec::default);
+        fp.spec.replicas = Some(2);
+        fp
+    };
+    for (mode, gpu) in [
+        (None, false),
+        (Some(ProcessorMode::Sidecar), false),
+        (Some(ProcessorMode::Sidecar), true),
+    ] {
+        let errors = processor_failures(&sidecar(mode, gpu));
+        let (path, reason, message) = only(&errors);
+        assert_eq!(path, "spec.replicas", "{mode:?} gpu={gpu}");
+        assert_eq!(reason, Some("FieldValueForbidden"));
+        assert_eq!(message, REPLICAS_MESSAGE);
+    }
+    for (mode, gpu) in [
+        (None, true),
+        (Some(ProcessorMode::Pool), false),
+        (Some(ProcessorMode::Pool), true),
+    ] {
+        assert!(
+            processor_failures(&sidecar(mode, gpu)).is_empty(),
+            "{mode:?} gpu={gpu}"
+        );
+    }
+    let mut plain = sidecar(None, false);
+    plain.spec.replicas = None;
+    assert!(
+        processor_failures(&plain).is_empty(),
+        "no replicas, no rule"
+    );
 }
 
 #[test]

@@ -59,7 +59,17 @@ fn crds_are_namespaced_with_status_short_names_and_columns() {
                 assert_eq!(crd.spec.names.short_names, Some(vec!["fp".to_string()]));
                 assert_eq!(
                     columns,
-                    ["Image", "GPU", "Cameras", "Connected", "Ready", "Age"]
+                    [
+                        "Image",
+                        "Mode",
+                        "GPU",
+                        "Cameras",
+                        "Connected",
+                        "Pool",
+                        "Ready",
+                        "Age",
+                        "Frames/s"
+                    ]
                 );
             }
             other => panic!("unexpected CRD kind {other}"),

@@ -102,3 +102,38 @@ fn every_example_camera_builds_args_the_worker_accepts() {
         "expected at least four example Cameras, found {seen}"
     );
 }
+
+#[test]
+fn pool_args_parse_into_the_workers_pools_and_token_dir() {
+    use kamera_operator::reconcile::worker_args::pool_args;
+    let argv: Vec<String> = worker_command()
+        .into_iter()
+        .chain(worker_args("lobby", &CameraSpec::default(), false))
+        .chain(pool_args(&["detect", "yolo"], "cams"))
+        .collect();
+    let config = Config::try_parse_from(&argv)
+        .unwrap_or_else(|e| panic!("the worker rejects {argv:?}:\n{e}"));
+    let pools: Vec<(String, Vec<String>)> = config
+        .pools()
+        .expect("pools")
+        .into_iter()
+        .map(|p| (p.name, p.endpoints))
+        .collect();
+    assert_eq!(
+        pools,
+        [
+            (
+                "detect".to_string(),
+                vec!["detect-pool.cams.svc:7700".to_string()]
+            ),
+            (
+                "yolo".to_string(),
+                vec!["yolo-pool.cams.svc:7700".to_string()]
+            ),
+        ]
+    );
+    assert_eq!(
+        config.pool_token_dir.as_deref().and_then(|p| p.to_str()),
+        Some("/var/run/kamera-pools")
+    );
+}

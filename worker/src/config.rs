@@ -137,6 +137,19 @@ pub struct Config {
     #[arg(long, env = "KAMERA_FRAME_SOCKET")]
     pub frame_socket: Option<PathBuf>,
 
+    /// A processor pool this worker sends every camera's frames to over the network (frame
+    /// protocol, network transport): `NAME=HOST:PORT`, with more addresses after commas
+    /// (`NAME=HOST:PORT,HOST:PORT`) for several pool endpoints, one picked at random per
+    /// connection and another after a failure; repeatable. One connection per camera and pool.
+    #[arg(long = "pool", env = "KAMERA_POOLS", value_delimiter = ',', value_parser = parse_pool_item)]
+    pub pool_items: Vec<PoolItem>,
+
+    /// Directory of pool tokens: the token for pool NAME is read from `<dir>/NAME/token` at every
+    /// connection attempt (a rotated Secret works without a restart). Without a token file the
+    /// worker connects without a token and the pool decides.
+    #[arg(long, env = "KAMERA_POOL_TOKEN_DIR")]
+    pub pool_token_dir: Option<PathBuf>,
+
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `kamera_worker=debug`.
     #[arg(long, env = "KAMERA_LOG", default_value = "info")]
     pub log: String,
@@ -175,6 +188,90 @@ impl Config {
     pub fn recordings_dir(&self) -> PathBuf {
         self.data_dir.join("recordings")
     }
+
+    /// The pools of `--pool`, their addresses grouped under their names.
+    pub fn pools(&self) -> Result<Vec<PoolSpec>, String> {
+        group_pools(&self.pool_items)
+    }
+}
+
+/// A processor pool: its name (the FrameProcessor's, used as `processor` in metrics) and the
+/// `host:port` endpoints serving it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub name: String,
+    pub endpoints: Vec<String>,
+}
+
+/// One comma-separated item of `--pool`: `NAME=HOST:PORT` starts a pool, a bare `HOST:PORT`
+/// adds an endpoint to the pool before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolItem {
+    pub name: Option<String>,
+    pub endpoint: String,
+}
+
+/// Parses one item of `--pool` (see [`PoolItem`]).
+pub fn parse_pool_item(s: &str) -> Result<PoolItem, String> {
+    let s = s.trim();
+    let (name, endpoint) = match s.split_once('=') {
+        Some((name, endpoint)) => {
+            let name = name.trim();
+            if !is_valid_camera_name(name) {
+                return Err(format!(
+                    "invalid pool name {name:?} in {s:?}: use 1-64 characters from a-z, A-Z, 0-9, '-', '_', '.'"
+                ));
+            }
+            (Some(name.to_string()), endpoint.trim())
+        }
+        None => (None, s),
+    };
+    let valid_endpoint = endpoint.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains(char::is_whitespace)
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if !valid_endpoint {
+        return Err(format!(
+            "invalid pool endpoint {endpoint:?} in {s:?}: expected HOST:PORT, e.g. yolo-pool.cams.svc:7700"
+        ));
+    }
+    Ok(PoolItem {
+        name,
+        endpoint: endpoint.to_string(),
+    })
+}
+
+/// Groups `--pool` items into pools: `a=h1:1,h2:2,b=h3:3` is pool `a` on two endpoints and
+/// pool `b` on one. A name given twice adds endpoints to the same pool.
+pub fn group_pools(items: &[PoolItem]) -> Result<Vec<PoolSpec>, String> {
+    let mut pools: Vec<PoolSpec> = Vec::new();
+    let mut current: Option<usize> = None;
+    for item in items {
+        let index = match &item.name {
+            Some(name) => match pools.iter().position(|p| &p.name == name) {
+                Some(i) => i,
+                None => {
+                    pools.push(PoolSpec {
+                        name: name.clone(),
+                        endpoints: Vec::new(),
+                    });
+                    pools.len() - 1
+                }
+            },
+            None => current.ok_or_else(|| {
+                format!(
+                    "pool endpoint {:?} has no pool name: write NAME=HOST:PORT first",
+                    item.endpoint
+                )
+            })?,
+        };
+        current = Some(index);
+        if !pools[index].endpoints.contains(&item.endpoint) {
+            pools[index].endpoints.push(item.endpoint.clone());
+        }
+    }
+    Ok(pools)
 }
 
 /// Camera names end up in URLs and file paths, so they are restricted to a safe alphabet.
@@ -391,6 +488,53 @@ mod tests {
             parse(&[]).expect("defaults").idle_release,
             Duration::from_secs(60)
         );
+    }
+
+    #[test]
+    fn pools_group_their_endpoints_from_flags_and_env_lists() {
+        let c = Config::try_parse_from([
+            "kamera-worker",
+            "--pool",
+            "yolo=yolo-pool.cams.svc:7700,10.0.0.8:7700",
+            "--pool",
+            "faces=127.0.0.1:7701",
+            "--pool-token-dir",
+            "/var/run/kamera-pools",
+        ])
+        .expect("valid pools");
+        let pools = c.pools().expect("grouped");
+        assert_eq!(
+            pools,
+            [
+                PoolSpec {
+                    name: "yolo".into(),
+                    endpoints: vec!["yolo-pool.cams.svc:7700".into(), "10.0.0.8:7700".into()],
+                },
+                PoolSpec {
+                    name: "faces".into(),
+                    endpoints: vec!["127.0.0.1:7701".into()],
+                },
+            ]
+        );
+        assert_eq!(
+            c.pool_token_dir,
+            Some(PathBuf::from("/var/run/kamera-pools"))
+        );
+        for bad in [
+            "yolo",
+            "yolo=",
+            "yolo=host",
+            "yolo=host:0",
+            "../x=h:1",
+            "=h:1",
+        ] {
+            assert!(
+                Config::try_parse_from(["kamera-worker", "--pool", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        let orphan = Config::try_parse_from(["kamera-worker", "--pool", "h:1"]).expect("parses");
+        assert!(orphan.pools().is_err(), "an endpoint needs a name first");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     if config.check_config {
+        config.pools().map_err(anyhow::Error::msg)?;
         println!("configuration ok");
         return Ok(());
     }

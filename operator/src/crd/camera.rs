@@ -541,12 +541,14 @@ pub struct RecordingStatus {
 pub struct AttachedProcessor {
     /// Name of the FrameProcessor.
     pub name: String,
-    /// Whether its sidecar is part of the running pod.
+    /// Whether it runs for this camera: its sidecar is part of the running pod (sidecar mode),
+    /// or the worker is connected to its pool (pool mode).
     pub ready: bool,
     /// Why it is not ready, or what was adjusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Whether it is connected to the worker's frame socket (from the worker).
+    /// Whether it is connected to the worker's frame socket, or the worker to its pool (from
+    /// the worker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected: Option<bool>,
     /// Seconds between now and the capture of the newest frame it acknowledged (from the worker).

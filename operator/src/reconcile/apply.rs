@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -13,15 +13,67 @@ use tracing::warn;
 use crate::context::Context;
 use crate::error::Error;
 use crate::events::Note;
+use crate::reconcile::build_pool::PoolRef;
 use crate::reconcile::names::FIELD_MANAGER;
 use crate::reconcile::CameraRef;
+
+/// The object the applied objects belong to (their owner), for where and whose they are.
+pub trait Owner {
+    /// The namespace of the owner and of everything it owns.
+    fn namespace(&self) -> &str;
+    /// Kind and name, for logs: `Camera lobby`.
+    fn owner(&self) -> String;
+}
+
+impl Owner for CameraRef {
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    fn owner(&self) -> String {
+        format!("Camera {}", self.name)
+    }
+}
+
+impl Owner for PoolRef {
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    fn owner(&self) -> String {
+        format!("FrameProcessor {}", self.name)
+    }
+}
+
+/// Deletes an object the owner no longer wants (a pool after its processor became a sidecar);
+/// one that is already gone is fine.
+pub async fn delete<K>(ctx: &Context, at: &impl Owner, name: &str) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), at.namespace());
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(source) => {
+            warn!(owner = %at.owner(), namespace = %at.namespace(), kind = kind_name::<K>(), %name, error = %source, "delete failed");
+            Err(Error::Delete {
+                kind: kind_name::<K>(),
+                namespace: at.namespace().to_string(),
+                name: name.to_string(),
+                source,
+            })
+        }
+    }
+}
 
 /// The live object: from the cache (which holds only labelled objects), else read by name,
 /// so that an unlabelled object of the same name is found and left alone.
 pub async fn live<K>(
     ctx: &Context,
     store: &Store<K>,
-    at: &CameraRef,
+    at: &impl Owner,
     name: &str,
 ) -> Result<Option<Arc<K>>, Error>
 where
@@ -30,23 +82,23 @@ where
         + DeserializeOwned
         + std::fmt::Debug,
 {
-    if let Some(found) = store.get(&ObjectRef::new(name).within(&at.namespace)) {
+    if let Some(found) = store.get(&ObjectRef::new(name).within(at.namespace())) {
         return Ok(Some(found));
     }
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &at.namespace);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), at.namespace());
     api.get_opt(name)
         .await
         .map(|o| o.map(Arc::new))
         .map_err(|source| Error::Get {
             kind: kind_name::<K>(),
-            namespace: at.namespace.clone(),
+            namespace: at.namespace().to_string(),
             name: name.to_string(),
             source,
         })
 }
 
 /// Server-side apply of one owned object.
-pub async fn apply<K>(ctx: &Context, at: &CameraRef, object: &K) -> Result<K, Error>
+pub async fn apply<K>(ctx: &Context, at: &impl Owner, object: &K) -> Result<K, Error>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -55,7 +107,7 @@ where
         + std::fmt::Debug,
 {
     let name = object.name_any();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &at.namespace);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), at.namespace());
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -63,10 +115,10 @@ where
     )
     .await
     .map_err(|source| {
-        warn!(camera = %at.name, namespace = %at.namespace, kind = kind_name::<K>(), %name, error = %source, "apply failed");
+        warn!(owner = %at.owner(), namespace = %at.namespace(), kind = kind_name::<K>(), %name, error = %source, "apply failed");
         Error::Apply {
             kind: kind_name::<K>(),
-            namespace: at.namespace.clone(),
+            namespace: at.namespace().to_string(),
             name,
             source,
         }

@@ -1,5 +1,6 @@
-//! The worker Deployment: one pod with the worker and one sidecar per attached FrameProcessor,
-//! sharing `/var/run/kamera` (frame socket + frames), recordings on the claim at `/data`.
+//! The worker Deployment: one pod with the worker and one sidecar per attached FrameProcessor in
+//! `sidecar` mode, sharing `/var/run/kamera` (frame socket + frames), recordings on the claim at
+//! `/data`. A processor in `pool` mode adds only its address and its token's mount to the worker.
 
 use std::collections::BTreeMap;
 
@@ -16,16 +17,19 @@ use sha2::{Digest, Sha256};
 
 use crate::context::WorkerDefaults;
 use crate::crd::camera::Camera;
+use crate::crd::processor::FrameProcessorSpec;
+use crate::reconcile::build_pool::token_volume;
 use crate::reconcile::names::{
     http_tokens_secret_name, labels, processor_container_name, publish_key_secret_name, pvc_name,
     selector_labels, workload_name, CONFIG_HASH_ANNOTATION, DATA_DIR, FRAMES_DIR, FRAME_SOCKET,
     HTTP_PORT, HTTP_TOKENS_DIR, HTTP_TOKENS_FILE, PUBLISH_KEY_DIR, RTMP_PORT, SHARED_DIR,
     WORKER_CONTAINER,
 };
+use crate::reconcile::names::{pool_token_volume_name, POOL_TOKENS_DIR};
 use crate::reconcile::overrides::{apply_overrides, OverrideError};
 use crate::reconcile::resolve::ResolvedProcessor;
 use crate::reconcile::schedule::PodScheduling;
-use crate::reconcile::worker_args::{worker_args, worker_command};
+use crate::reconcile::worker_args::{pool_args, worker_args, worker_command};
 use crate::reconcile::{owner_references, CameraRef};
 
 /// The user and group every container runs as (the distroless "nonroot" user).
@@ -40,7 +44,7 @@ pub struct WorkerPod<'a> {
     pub at: &'a CameraRef,
     /// Worker image (the Camera's own or the operator's default).
     pub image: &'a str,
-    /// Attached processors, sorted by name.
+    /// Attached processors (sidecars and pools), sorted by name.
     pub processors: &'a [ResolvedProcessor],
     /// Merged scheduling constraints.
     pub scheduling: &'a PodScheduling,
@@ -117,11 +121,7 @@ fn config_hash(template: &PodTemplateSpec, publish_key: Option<&str>) -> String 
 
 fn pod_template(pod: &WorkerPod<'_>) -> PodTemplateSpec {
     let mut containers = vec![worker_container(pod)];
-    containers.extend(
-        pod.processors
-            .iter()
-            .map(|p| processor_container(&pod.at.name, p)),
-    );
+    containers.extend(sidecars(pod).map(|p| processor_container(&pod.at.name, p)));
     let annotations = BTreeMap::from([
         ("prometheus.io/scrape".to_string(), "true".to_string()),
         ("prometheus.io/port".to_string(), HTTP_PORT.to_string()),
@@ -143,19 +143,7 @@ fn pod_template(pod: &WorkerPod<'_>) -> PodTemplateSpec {
             runtime_class_name: pod.scheduling.runtime_class_name.clone(),
             image_pull_secrets: pull_secrets(pod),
             priority_class_name: pod.defaults.priority_class_name.clone(),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(RUN_AS),
-                run_as_group: Some(RUN_AS),
-                fs_group: Some(RUN_AS),
-                // A large recordings volume is not re-chowned file by file at every start.
-                fs_group_change_policy: Some("OnRootMismatch".into()),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    localhost_profile: None,
-                }),
-                ..Default::default()
-            }),
+            security_context: Some(pod_security()),
             // The worker finishes its recording fragment and tells processors on SIGTERM.
             termination_grace_period_seconds: Some(30),
             enable_service_links: Some(false),
@@ -163,6 +151,19 @@ fn pod_template(pod: &WorkerPod<'_>) -> PodTemplateSpec {
             ..Default::default()
         }),
     }
+}
+
+fn sidecars<'a>(pod: &WorkerPod<'a>) -> impl Iterator<Item = &'a ResolvedProcessor> {
+    pod.processors.iter().filter(|p| !p.is_pool())
+}
+
+/// Names of the pool processors, sorted (as `processors` is).
+fn pools<'a>(pod: &WorkerPod<'a>) -> Vec<&'a str> {
+    pod.processors
+        .iter()
+        .filter(|p| p.is_pool())
+        .map(|p| p.name.as_str())
+        .collect()
 }
 
 fn worker_container(pod: &WorkerPod<'_>) -> Container {
@@ -179,16 +180,22 @@ fn worker_container(pod: &WorkerPod<'_>) -> Container {
         // worker picks them up without a restart.
         mounts.push(mount("http-tokens", HTTP_TOKENS_DIR, true));
     }
+    let pools = pools(pod);
+    for pool in &pools {
+        mounts.push(mount(
+            &pool_token_volume_name(pool),
+            &format!("{POOL_TOKENS_DIR}/{pool}"),
+            true,
+        ));
+    }
+    let mut args = worker_args(&pod.at.name, &pod.camera.spec, pod.publish_key.is_some());
+    args.extend(pool_args(&pools, &pod.at.namespace));
     Container {
         name: WORKER_CONTAINER.into(),
         image: Some(pod.image.to_string()),
         image_pull_policy: Some("IfNotPresent".into()),
         command: Some(worker_command()),
-        args: Some(worker_args(
-            &pod.at.name,
-            &pod.camera.spec,
-            pod.publish_key.is_some(),
-        )),
+        args: Some(args),
         ports: Some(vec![
             port("rtmp", RTMP_PORT),
             port("http-metrics", HTTP_PORT),
@@ -210,17 +217,17 @@ fn worker_container(pod: &WorkerPod<'_>) -> Container {
 
 fn processor_container(camera: &str, processor: &ResolvedProcessor) -> Container {
     let spec = &processor.spec;
-    let mut env = spec.env.clone();
-    // The operator's variables come last so they win over a user's entry of the same name.
-    env.retain(|e| !e.name.starts_with("KAMERA_"));
-    env.extend([
-        env_var("KAMERA_SOCKET", FRAME_SOCKET),
-        env_var("KAMERA_CAMERA", camera),
-        env_var("KAMERA_PROCESSOR", &processor.name),
-        env_var("KAMERA_FRAMES_DIR", FRAMES_DIR),
-        env_var("KAMERA_FPS", &processor.fps.to_string()),
-        env_var("KAMERA_MAX_IN_FLIGHT", &spec.max_in_flight.to_string()),
-    ]);
+    let env = processor_env(
+        spec,
+        [
+            env_var("KAMERA_SOCKET", FRAME_SOCKET),
+            env_var("KAMERA_CAMERA", camera),
+            env_var("KAMERA_PROCESSOR", &processor.name),
+            env_var("KAMERA_FRAMES_DIR", FRAMES_DIR),
+            env_var("KAMERA_FPS", &processor.fps.to_string()),
+            env_var("KAMERA_MAX_IN_FLIGHT", &spec.max_in_flight.to_string()),
+        ],
+    );
     Container {
         name: processor_container_name(&processor.name),
         image: Some(spec.image.clone()),
@@ -228,7 +235,7 @@ fn processor_container(camera: &str, processor: &ResolvedProcessor) -> Container
         command: (!spec.command.is_empty()).then(|| spec.command.clone()),
         args: (!spec.args.is_empty()).then(|| spec.args.clone()),
         env: Some(env),
-        resources: processor_resources(processor),
+        resources: processor_resources(spec),
         // Processor images (Python, model caches) often write to their filesystem.
         security_context: Some(restricted(false)),
         // Read-only: a processor reads frames and talks over the socket (connecting to a socket
@@ -242,10 +249,22 @@ fn processor_container(camera: &str, processor: &ResolvedProcessor) -> Container
     }
 }
 
+/// The user's environment without `KAMERA_*`, then the operator's variables (last, so they win
+/// over a user's entry of the same name).
+pub(crate) fn processor_env(
+    spec: &FrameProcessorSpec,
+    operator: impl IntoIterator<Item = EnvVar>,
+) -> Vec<EnvVar> {
+    let mut env = spec.env.clone();
+    env.retain(|e| !e.name.starts_with("KAMERA_"));
+    env.extend(operator);
+    env
+}
+
 /// The processor's own resources plus its GPUs as a limit (extended resources are limits only).
-fn processor_resources(processor: &ResolvedProcessor) -> Option<ResourceRequirements> {
-    let mut resources = processor.spec.resources.clone();
-    if let Some(gpu) = &processor.spec.gpu {
+pub(crate) fn processor_resources(spec: &FrameProcessorSpec) -> Option<ResourceRequirements> {
+    let mut resources = spec.resources.clone();
+    if let Some(gpu) = &spec.gpu {
         let r = resources.get_or_insert_with(ResourceRequirements::default);
         r.limits
             .get_or_insert_with(BTreeMap::new)
@@ -274,7 +293,7 @@ fn volumes(pod: &WorkerPod<'_>) -> Vec<Volume> {
     ];
     // Processors' own volumes (model caches, configuration), each once: `schedule` refused
     // two different volumes of one name.
-    for volume in pod.processors.iter().flat_map(|p| &p.spec.volumes) {
+    for volume in sidecars(pod).flat_map(|p| &p.spec.volumes) {
         if !volumes.iter().any(|v| v.name == volume.name) {
             volumes.push(volume.clone());
         }
@@ -295,6 +314,9 @@ fn volumes(pod: &WorkerPod<'_>) -> Vec<Volume> {
             ..Default::default()
         });
     }
+    for pool in pools(pod) {
+        volumes.push(token_volume(&pool_token_volume_name(pool), pool));
+    }
     if pod.publish_key.is_some() {
         volumes.push(Volume {
             name: "publish-key".into(),
@@ -314,11 +336,7 @@ fn pull_secrets(
     pod: &WorkerPod<'_>,
 ) -> Option<Vec<k8s_openapi::api::core::v1::LocalObjectReference>> {
     let mut all = pod.defaults.image_pull_secrets.clone();
-    for secret in pod
-        .processors
-        .iter()
-        .flat_map(|p| &p.spec.image_pull_secrets)
-    {
+    for secret in sidecars(pod).flat_map(|p| &p.spec.image_pull_secrets) {
         if !all.contains(secret) {
             all.push(secret.clone());
         }
@@ -338,7 +356,7 @@ fn empty_dir(name: &str, size_limit: Option<&str>) -> Volume {
     }
 }
 
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+pub(crate) fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.into(),
         mount_path: path.into(),
@@ -347,7 +365,7 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-fn port(name: &str, number: i32) -> ContainerPort {
+pub(crate) fn port(name: &str, number: i32) -> ContainerPort {
     ContainerPort {
         name: Some(name.into()),
         container_port: number,
@@ -356,7 +374,7 @@ fn port(name: &str, number: i32) -> ContainerPort {
     }
 }
 
-fn env_var(name: &str, value: &str) -> EnvVar {
+pub(crate) fn env_var(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -378,7 +396,24 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-fn restricted(read_only_root: bool) -> SecurityContext {
+/// The pod security context of every pod the operator makes: non-root, runtime-default seccomp.
+pub(crate) fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS),
+        run_as_group: Some(RUN_AS),
+        fs_group: Some(RUN_AS),
+        // A large recordings volume is not re-chowned file by file at every start.
+        fs_group_change_policy: Some("OnRootMismatch".into()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn restricted(read_only_root: bool) -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: read_only_root.then_some(true),

@@ -1,10 +1,9 @@
 //! The worker Deployment for a Camera with a CPU and a GPU processor, field by field.
 
 use super::*;
-use crate::crd::processor::{FrameProcessorSpec, GpuSpec};
+use crate::crd::processor::{FrameProcessorSpec, GpuSpec, ProcessorMode};
 use crate::reconcile::schedule::schedule;
 use crate::reconcile::test_camera;
-use k8s_openapi::api::core::v1::Toleration;
 
 fn cpu() -> ResolvedProcessor {
     ResolvedProcessor {
@@ -26,25 +25,22 @@ fn cpu() -> ResolvedProcessor {
     }
 }
 
+/// A GPU processor run as a sidecar of the camera's pod (`mode: sidecar`).
 fn gpu() -> ResolvedProcessor {
+    let mut p = pool();
+    p.spec.mode = Some(ProcessorMode::Sidecar);
+    p
+}
+
+/// A GPU processor in its default mode: a pool.
+fn pool() -> ResolvedProcessor {
     ResolvedProcessor {
         name: "yolo".into(),
         spec: FrameProcessorSpec {
             image: "yolo:1".into(),
             fps: 1.0,
             max_in_flight: 1,
-            gpu: Some(GpuSpec {
-                count: 2,
-                node_selector: BTreeMap::from([("gpu".to_string(), "l4".to_string())]),
-                tolerations: vec![Toleration {
-                    key: Some("nvidia.com/gpu".into()),
-                    operator: Some("Exists".into()),
-                    effect: Some("NoSchedule".into()),
-                    ..Default::default()
-                }],
-                runtime_class_name: Some("nvidia".into()),
-                ..Default::default()
-            }),
+            gpu: Some(crate::fixtures::l4_gpu(2)),
             ..Default::default()
         },
         fps: 1.0,
@@ -94,6 +90,98 @@ fn env(c: &Container, name: &str) -> Option<String> {
         .flatten()
         .find(|e| e.name == name)
         .and_then(|e| e.value.clone())
+}
+
+#[test]
+fn a_pool_processor_adds_only_its_address_and_token_to_the_worker_and_no_gpu_settings() {
+    let cam = test_camera("lobby");
+    let mut yolo = pool();
+    yolo.spec.volumes = vec![Volume {
+        name: "models".into(),
+        empty_dir: Some(Default::default()),
+        ..Default::default()
+    }];
+    yolo.spec.image_pull_secrets = vec![k8s_openapi::api::core::v1::LocalObjectReference {
+        name: "gpu-registry".into(),
+    }];
+    let d = build(&cam, &[cpu(), yolo], None);
+    let spec = pod(&d);
+    let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["worker", "processor-motion"],
+        "no container for the pool"
+    );
+    assert_eq!(spec.node_selector, None);
+    assert_eq!(spec.tolerations, None);
+    assert_eq!(spec.runtime_class_name, None);
+    assert_eq!(
+        spec.image_pull_secrets, None,
+        "the pool's image is not pulled here"
+    );
+    for c in &spec.containers {
+        let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+        assert!(
+            limits.is_none_or(|l| !l.contains_key("nvidia.com/gpu")),
+            "{} asks for a GPU",
+            c.name
+        );
+    }
+    let w = container(&d, "worker");
+    let args = w.args.clone().expect("args");
+    let at = |flag: &str| args.iter().position(|a| a == flag).expect(flag);
+    assert_eq!(args[at("--pool") + 1], "yolo=yolo-pool.cams.svc:7700");
+    assert_eq!(args[at("--pool-token-dir") + 1], "/var/run/kamera-pools");
+    let token_mount = w
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "pool-yolo")
+        .expect("token mounted");
+    assert_eq!(token_mount.mount_path, "/var/run/kamera-pools/yolo");
+    assert_eq!(token_mount.read_only, Some(true));
+    let volumes = spec.volumes.as_ref().expect("volumes");
+    assert!(
+        !volumes.iter().any(|v| v.name == "models"),
+        "the pool's volumes stay in the pool"
+    );
+    let token = volumes
+        .iter()
+        .find(|v| v.name == "pool-yolo")
+        .and_then(|v| v.secret.as_ref())
+        .expect("token volume");
+    assert_eq!(token.secret_name.as_deref(), Some("yolo-pool-token"));
+    assert_eq!(token.optional, Some(false));
+    let items = token.items.as_ref().expect("items");
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("token", "token")
+    );
+}
+
+#[test]
+fn the_camera_pod_does_not_depend_on_the_pools_image_size_rate_gpu_or_env() {
+    let cam = test_camera("lobby");
+    let before = build(&cam, &[cpu(), pool()], None);
+    let mut changed = pool();
+    changed.spec.image = "yolo:2".into();
+    changed.spec.replicas = Some(8);
+    changed.spec.fps = 5.0;
+    changed.fps = 5.0;
+    changed.spec.max_in_flight = 16;
+    changed.spec.command = vec!["python".into()];
+    changed.spec.env = vec![EnvVar {
+        name: "BATCH".into(),
+        value: Some("32".into()),
+        value_from: None,
+    }];
+    changed.spec.resources = Some(ResourceRequirements::default());
+    changed.spec.gpu = Some(GpuSpec {
+        count: 4,
+        resource_name: "amd.com/gpu".into(),
+        ..Default::default()
+    });
+    assert_eq!(build(&cam, &[cpu(), changed], None), before);
 }
 
 #[test]

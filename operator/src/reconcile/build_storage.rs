@@ -113,7 +113,12 @@ pub fn build_http_tokens_secret(camera: &Camera, at: &CameraRef, file: &str) -> 
 
 /// A new random token for the operator (hex, 48 characters).
 pub fn new_operator_token() -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; 24];
+    random_hex::<24>()
+}
+
+/// `N` random bytes from the operating system, as hex (`2 * N` characters).
+pub fn random_hex<const N: usize>() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -25,6 +25,7 @@ use crate::events::Note;
 use crate::observe::{steady, steady_lag};
 use crate::reconcile::apply::{apply, live, warned};
 use crate::reconcile::build_deployment::{build_deployment, deployment_config_hash, WorkerPod};
+use crate::reconcile::build_pool::PoolRef;
 use crate::reconcile::build_service::{build_http_service, build_ingest_service};
 use crate::reconcile::build_storage::build_pvc;
 use crate::reconcile::camera_status::{assess, claim_phase, Claim, Observed, Stream};
@@ -36,7 +37,9 @@ use crate::reconcile::names::{
 use crate::reconcile::ownership::{ownership, Ownership};
 use crate::reconcile::resolve::{resolve_processors, ResolvedProcessor};
 use crate::reconcile::schedule::schedule;
-use crate::reconcile::secrets::{apply_http_tokens, apply_publish_key, read_secret_value};
+use crate::reconcile::secrets::{
+    apply_http_tokens, apply_publish_key, ensure_pool_token, read_secret_value,
+};
 use crate::reconcile::status::{
     find, settle_conditions, Cond, INGESTING, PROCESSORS_READY, READY, RECORDING,
 };
@@ -271,6 +274,18 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
     if let Some(key) = &publish_key {
         if worker_changes {
             apply_publish_key(ctx, camera, at, &uid, key).await?;
+        }
+    }
+    if worker_changes {
+        // The worker mounts each pool's token (not optional): the Secret exists before the pod
+        // that needs it, whichever reconciler gets there first.
+        for pool in processors.iter().filter(|p| p.is_pool()) {
+            let key = ObjectRef::new(&pool.name).within(&at.namespace);
+            if let Some(fp) = ctx.stores.processors.get(&key) {
+                if let Some(pool_at) = PoolRef::of(&fp) {
+                    ensure_pool_token(ctx, &fp, &pool_at).await?;
+                }
+            }
         }
     }
     match &tokens {

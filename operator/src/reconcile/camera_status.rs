@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 
 use crate::crd::camera::{AttachedProcessor, RecordingStatus};
-use crate::observe::{Observation, WorkerReport};
+use crate::observe::{Observation, ProcessorReport, WorkerReport};
 use crate::reconcile::health::{
     container_health, current_pod, pod_creation_failure, unschedulable,
 };
@@ -232,16 +232,24 @@ fn attached(
             });
             let connected = socket.map(|s| s.is_some_and(|s| s.connected));
             let lag_seconds = socket.flatten().and_then(|s| s.lag_seconds);
-            let (ready, state) = match health {
-                Some(h) if h.ready && connected == Some(false) => (
-                    false,
-                    Some("NotConnected: running, not connected to the frame socket".to_string()),
-                ),
-                Some(h) if h.ready => (true, None),
-                Some(h) if h.message.is_empty() || h.message == h.reason => (false, Some(h.reason)),
-                Some(h) => (false, Some(format!("{}: {}", h.reason, h.message))),
-                None if suspended => (false, Some("Suspended".to_string())),
-                None => (false, Some("Pending".to_string())),
+            let (ready, state) = if p.is_pool() {
+                pool_state(socket, suspended)
+            } else {
+                match health {
+                    Some(h) if h.ready && connected == Some(false) => (
+                        false,
+                        Some(
+                            "NotConnected: running, not connected to the frame socket".to_string(),
+                        ),
+                    ),
+                    Some(h) if h.ready => (true, None),
+                    Some(h) if h.message.is_empty() || h.message == h.reason => {
+                        (false, Some(h.reason))
+                    }
+                    Some(h) => (false, Some(format!("{}: {}", h.reason, h.message))),
+                    None if suspended => (false, Some("Suspended".to_string())),
+                    None => (false, Some("Pending".to_string())),
+                }
             };
             let message = match (state, &p.note) {
                 (Some(s), Some(n)) => Some(format!("{s}; {n}")),
@@ -256,6 +264,30 @@ fn attached(
             }
         })
         .collect()
+}
+
+/// A pool processor has no container in the camera's pod: it is ready when the worker reports
+/// its connection to the pool up.
+fn pool_state(socket: Option<Option<&ProcessorReport>>, suspended: bool) -> (bool, Option<String>) {
+    match socket {
+        _ if suspended => (false, Some("Suspended".to_string())),
+        Some(Some(s)) if s.connected => (true, None),
+        Some(Some(s)) => (
+            false,
+            Some(format!(
+                "NotConnected: the worker is not connected to the pool{}",
+                s.last_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            )),
+        ),
+        Some(None) => (
+            false,
+            Some("NotConnected: the worker does not report the pool yet".to_string()),
+        ),
+        None => (false, Some("Pending".to_string())),
+    }
 }
 
 fn processors_ready(attached: &[AttachedProcessor]) -> Cond {
@@ -464,5 +496,49 @@ mod tests {
         assert_eq!(find(&conds, READY).reason, "ImagePullBackOff");
         assert_eq!(find(&conds, PROCESSORS_READY).reason, "NoProcessors");
         assert_eq!(find(&conds, RECORDING).reason, "ClaimPending");
+    }
+
+    #[test]
+    fn a_pool_processor_is_ready_when_the_worker_is_connected_to_it() {
+        let mut pool = yolo();
+        pool.spec.mode = Some(crate::crd::processor::ProcessorMode::Pool);
+        let pods = vec![Arc::new(pod("h", vec![status("worker", None)]))];
+        let processors = [pool];
+        let assess_with = |worker: Option<&Observation>| {
+            conditions(&Observed {
+                suspended: false,
+                processors: &processors,
+                deployment: None,
+                pods: &pods,
+                claim: &Claim::Disabled,
+                worker,
+            })
+        };
+        let connected = crate::fixtures::pool_report("yolo", true, 0, None);
+        let (conds, attached) = assess_with(Some(&connected));
+        assert!(attached[0].ready, "no container of its own to wait for");
+        assert_eq!(attached[0].connected, Some(true));
+        assert!(find(&conds, PROCESSORS_READY).ok);
+
+        let refused =
+            crate::fixtures::pool_report("yolo", false, 0, Some("token refused by the pool"));
+        let (conds, attached) = assess_with(Some(&refused));
+        assert!(!attached[0].ready);
+        let processors_ready = find(&conds, PROCESSORS_READY);
+        assert_eq!(processors_ready.reason, "NotConnected");
+        assert!(
+            processors_ready
+                .message
+                .contains("token refused by the pool"),
+            "{}",
+            processors_ready.message
+        );
+        assert!(
+            find(&conds, READY).ok,
+            "a pool never decides the camera's Ready"
+        );
+
+        let (_, attached) = assess_with(None);
+        assert_eq!(attached[0].message.as_deref(), Some("Pending"));
     }
 }

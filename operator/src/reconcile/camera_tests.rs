@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::crd::camera::AttachedProcessor;
-use crate::crd::processor::{FrameProcessor, FrameProcessorSpec, GpuSpec};
+use crate::crd::processor::{FrameProcessor, FrameProcessorSpec, GpuSpec, ProcessorMode};
 use crate::fixtures::kubelet::{kubelet_step, restarting, run_pod};
 use crate::fixtures::{context_on, test_settings, FakeApi, Received};
 use crate::reconcile::names::labels;
@@ -33,6 +33,7 @@ fn camera(name: &str) -> Camera {
     cam
 }
 
+/// A processor of the lobby cameras; with `gpu_node`, a GPU sidecar (`mode: sidecar`).
 fn processor(name: &str, gpu_node: Option<&str>) -> FrameProcessor {
     let mut fp = FrameProcessor::new(
         name,
@@ -40,6 +41,7 @@ fn processor(name: &str, gpu_node: Option<&str>) -> FrameProcessor {
             image: format!("{name}:1"),
             fps: 1.0,
             max_in_flight: 1,
+            mode: gpu_node.map(|_| ProcessorMode::Sidecar),
             gpu: gpu_node.map(|node| GpuSpec {
                 node_selector: BTreeMap::from([("gpu".to_string(), node.to_string())]),
                 ..Default::default()

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod build_deployment;
+pub mod build_pool;
 pub mod build_service;
 pub mod build_storage;
 pub mod camera;

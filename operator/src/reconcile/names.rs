@@ -85,3 +85,62 @@ pub fn labels(camera: &str) -> BTreeMap<String, String> {
     labels.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
     labels
 }
+
+/// Label naming the FrameProcessor a pool object belongs to.
+pub const PROCESSOR_LABEL: &str = "kamera.dev/processor";
+/// Port of a pool's Service and pods (the frame protocol's network transport).
+pub const POOL_PORT: i32 = 7700;
+/// Name of that port.
+pub const POOL_PORT_NAME: &str = "frames";
+/// Key (and file name) of the token in a pool's token Secret.
+pub const POOL_TOKEN_KEY: &str = "token";
+/// Where a pool pod mounts its token Secret.
+pub const POOL_TOKEN_DIR: &str = "/var/run/kamera-pool";
+/// Where a camera's worker mounts the token of each pool, one directory per pool.
+pub const POOL_TOKENS_DIR: &str = "/var/run/kamera-pools";
+/// Name of the processor container in a pool pod.
+pub const POOL_CONTAINER: &str = "processor";
+
+/// The pool's Deployment and Service.
+pub fn pool_name(processor: &str) -> String {
+    format!("{processor}-pool")
+}
+
+/// The Secret holding the token a pool accepts.
+pub fn pool_token_secret_name(processor: &str) -> String {
+    format!("{processor}-pool-token")
+}
+
+/// The camera pod's volume with one pool's token.
+pub fn pool_token_volume_name(processor: &str) -> String {
+    format!("pool-{processor}")
+}
+
+/// The address a camera's worker dials for a pool in `namespace`.
+pub fn pool_address(processor: &str, namespace: &str) -> String {
+    format!("{}.{namespace}.svc:{POOL_PORT}", pool_name(processor))
+}
+
+/// Labels that select a pool's pods; never change them (Deployment selectors are immutable).
+pub fn pool_selector_labels(processor: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "kamera-pool".to_string(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            processor.to_string(),
+        ),
+        (PROCESSOR_LABEL.to_string(), processor.to_string()),
+    ])
+}
+
+/// Labels on every object the operator makes for a pool.
+pub fn pool_labels(processor: &str) -> BTreeMap<String, String> {
+    let mut labels = pool_selector_labels(processor);
+    labels.insert("app.kubernetes.io/component".into(), "processor".into());
+    labels.insert("app.kubernetes.io/part-of".into(), "kamera".into());
+    labels.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
+    labels
+}

@@ -20,6 +20,17 @@ pub enum Ownership {
 
 /// Classifies `live` for the Camera `camera` with uid `uid`.
 pub fn ownership(live: Option<&ObjectMeta>, camera: &str, uid: &str) -> Ownership {
+    ownership_by(live, "Camera", (CAMERA_LABEL, camera), uid)
+}
+
+/// Classifies `live` for the object of `kind` with uid `uid` whose objects carry `label`
+/// (`kamera.dev/camera: lobby`, `kamera.dev/processor: yolo`).
+pub fn ownership_by(
+    live: Option<&ObjectMeta>,
+    kind: &str,
+    label: (&str, &str),
+    uid: &str,
+) -> Ownership {
     let Some(meta) = live else {
         return Ownership::Missing;
     };
@@ -29,14 +40,15 @@ pub fn ownership(live: Option<&ObjectMeta>, camera: &str, uid: &str) -> Ownershi
         .flatten()
         .find(|o| o.controller == Some(true));
     match controller {
-        Some(owner) if owner.kind == "Camera" && owner.uid == uid => Ownership::Ours,
+        Some(owner) if owner.kind == kind && owner.uid == uid => Ownership::Ours,
         Some(owner) => Ownership::Foreign(format!(
             "it is controlled by {} {} (uid {})",
             owner.kind, owner.name, owner.uid
         )),
         None => {
+            let (key, value) = label;
             let label = |key: &str| meta.labels.as_ref().and_then(|l| l.get(key)).cloned();
-            let labelled = label(CAMERA_LABEL).as_deref() == Some(camera)
+            let labelled = label(key).as_deref() == Some(value)
                 && label("app.kubernetes.io/managed-by").as_deref() == Some(FIELD_MANAGER);
             if labelled {
                 Ownership::Ours

@@ -8,7 +8,7 @@ use kube::core::{Selector, SelectorExt};
 use kube::ResourceExt;
 
 use crate::crd::camera::Camera;
-use crate::crd::processor::{FrameProcessor, FrameProcessorSpec};
+use crate::crd::processor::{FrameProcessor, FrameProcessorSpec, ProcessorMode};
 
 /// A FrameProcessor as it will run beside one camera's worker.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +21,13 @@ pub struct ResolvedProcessor {
     pub fps: f64,
     /// Set when the processor's rate was lowered to the camera's.
     pub note: Option<String>,
+}
+
+impl ResolvedProcessor {
+    /// Whether it runs as a pool (frames over the network), not as a sidecar of the camera's pod.
+    pub fn is_pool(&self) -> bool {
+        self.spec.effective_mode() == ProcessorMode::Pool
+    }
 }
 
 /// Whether `selector` selects an object with `labels`. An invalid selector selects nothing.

@@ -1,5 +1,6 @@
-//! Third step: where the pod may run. GPU processors bring node selectors, tolerations and a
+//! Third step: where the pod may run. GPU sidecars bring node selectors, tolerations and a
 //! runtime class; two that disagree make a pod that can never be scheduled, so that is refused.
+//! Pool processors bring nothing: their GPU settings go to the pool's pods, never to a camera's.
 
 use std::collections::BTreeMap;
 
@@ -60,7 +61,7 @@ pub enum SchedulingConflict {
     },
 }
 
-/// Merges the camera's placement with every GPU processor's, or names the conflict.
+/// Merges the camera's placement with every GPU sidecar's, or names the conflict.
 pub fn schedule(
     worker: &WorkerSpec,
     processors: &[ResolvedProcessor],
@@ -80,7 +81,7 @@ pub fn schedule(
     for toleration in &worker.tolerations {
         push_unique(&mut out.tolerations, toleration);
     }
-    for processor in processors {
+    for processor in processors.iter().filter(|p| !p.is_pool()) {
         let Some(gpu) = &processor.spec.gpu else {
             continue;
         };
@@ -131,7 +132,7 @@ pub fn schedule(
 /// mounting one model cache is fine; two different volumes of one name is not).
 fn check_volumes(processors: &[ResolvedProcessor]) -> Result<(), SchedulingConflict> {
     let mut seen: BTreeMap<&str, (&str, &k8s_openapi::api::core::v1::Volume)> = BTreeMap::new();
-    for p in processors {
+    for p in processors.iter().filter(|p| !p.is_pool()) {
         for v in &p.spec.volumes {
             match seen.get(v.name.as_str()) {
                 Some((first, existing)) if *existing != v => {
@@ -160,8 +161,9 @@ fn push_unique(list: &mut Vec<Toleration>, toleration: &Toleration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::processor::{FrameProcessorSpec, GpuSpec};
+    use crate::crd::processor::{FrameProcessorSpec, GpuSpec, ProcessorMode};
 
+    /// A GPU processor run as a sidecar (`mode: sidecar`: with a GPU the default is a pool).
     fn gpu_processor(
         name: &str,
         selector: &[(&str, &str)],
@@ -171,6 +173,7 @@ mod tests {
             name: name.into(),
             spec: FrameProcessorSpec {
                 image: "img".into(),
+                mode: Some(ProcessorMode::Sidecar),
                 gpu: Some(GpuSpec {
                     node_selector: selector
                         .iter()
@@ -205,6 +208,21 @@ mod tests {
         assert_eq!(s.node_selector["gpu"], "l4");
         assert_eq!(s.tolerations.len(), 1, "identical tolerations are merged");
         assert_eq!(s.runtime_class_name.as_deref(), Some("nvidia"));
+    }
+
+    #[test]
+    fn pool_processors_bring_no_gpu_settings_and_no_conflict_to_the_camera_pod() {
+        let worker = WorkerSpec {
+            node_selector: BTreeMap::from([("gpu".to_string(), "none".to_string())]),
+            ..Default::default()
+        };
+        let mut pool = gpu_processor("yolo", &[("gpu", "l4")], Some("nvidia"));
+        pool.spec.mode = None;
+        assert!(pool.is_pool(), "a GPU processor is a pool by default");
+        let s = schedule(&worker, &[pool]).expect("a pool never conflicts with the camera");
+        assert_eq!(s.node_selector, worker.node_selector);
+        assert!(s.tolerations.is_empty());
+        assert_eq!(s.runtime_class_name, None);
     }
 
     #[test]

@@ -1,21 +1,27 @@
 //! Secrets a Camera uses: read the ones it names (by name, never listed or watched) and write
-//! the operator's own (the publish key file, the viewer tokens file with the operator's token).
+//! the operator's own (the publish key file, the viewer tokens file with the operator's token,
+//! and each pool's token, created once).
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::Api;
+use kube::api::{Api, PostParams};
 use kube::ResourceExt;
 use tracing::warn;
 
 use crate::context::Context;
 use crate::crd::camera::Camera;
+use crate::crd::processor::FrameProcessor;
 use crate::error::Error;
 use crate::reconcile::apply::apply;
+use crate::reconcile::build_pool::{build_pool_token_secret, PoolRef};
+use crate::reconcile::build_storage::random_hex;
 use crate::reconcile::build_storage::{
     build_http_tokens_secret, build_publish_key_secret, http_tokens_file, new_operator_token,
     operator_token_in,
 };
-use crate::reconcile::names::{http_tokens_secret_name, HTTP_TOKENS_FILE};
+use crate::reconcile::names::{
+    http_tokens_secret_name, pool_token_secret_name, FIELD_MANAGER, HTTP_TOKENS_FILE,
+};
 use crate::reconcile::ownership::{ownership, Ownership};
 use crate::reconcile::CameraRef;
 
@@ -109,4 +115,41 @@ pub async fn apply_http_tokens(
     }
     ctx.observations.set_token(&at.key(), Some(token));
     Ok(())
+}
+
+/// Creates a pool's token Secret (a new random token) when none exists; a Secret of that name
+/// is never written again, so a user may replace it to rotate the token. True when created.
+pub async fn ensure_pool_token(
+    ctx: &Context,
+    processor: &FrameProcessor,
+    at: &PoolRef,
+) -> Result<bool, Error> {
+    let name = pool_token_secret_name(&at.name);
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
+    let get_error = |source| Error::Get {
+        kind: "Secret",
+        namespace: at.namespace.clone(),
+        name: name.clone(),
+        source,
+    };
+    if api.get_opt(&name).await.map_err(get_error)?.is_some() {
+        return Ok(false);
+    }
+    let token = random_hex::<32>().map_err(|e| Error::Random(e.to_string()))?;
+    let secret = build_pool_token_secret(processor, at, &token);
+    let params = PostParams {
+        dry_run: false,
+        field_manager: Some(FIELD_MANAGER.to_string()),
+    };
+    match api.create(&params, &secret).await {
+        Ok(_) => Ok(true),
+        // Made meanwhile (by the other reconciler, or a user): theirs stands.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(source) => Err(Error::Apply {
+            kind: "Secret",
+            namespace: at.namespace.clone(),
+            name,
+            source,
+        }),
+    }
 }

@@ -2,6 +2,7 @@
 //! (a test parses this output with the worker's own parser).
 
 use crate::crd::camera::CameraSpec;
+use crate::reconcile::names::{pool_address, POOL_TOKENS_DIR};
 use crate::reconcile::names::{
     DATA_DIR, FRAMES_DIR, FRAME_SOCKET, HTTP_PORT, HTTP_TOKENS_DIR, HTTP_TOKENS_FILE,
     PUBLISH_KEY_DIR, PUBLISH_KEY_FILE, RTMP_PORT,
@@ -57,6 +58,22 @@ pub fn worker_args(name: &str, spec: &CameraSpec, publish_key: bool) -> Vec<Stri
         }
     } else {
         args.push("--no-recording".to_string());
+    }
+    args
+}
+
+/// The flags that point the worker at the pools of `processors` (pool processors' names, sorted)
+/// in `namespace`: one `--pool NAME=ADDR` each, then the directory of their tokens once. Only
+/// names and addresses: nothing of a pool's image, size, rate or GPU reaches the camera's pod.
+pub fn pool_args(processors: &[&str], namespace: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    for name in processors {
+        args.push("--pool".to_string());
+        args.push(format!("{name}={}", pool_address(name, namespace)));
+    }
+    if !processors.is_empty() {
+        args.push("--pool-token-dir".to_string());
+        args.push(POOL_TOKENS_DIR.to_string());
     }
     args
 }
@@ -117,5 +134,21 @@ mod tests {
         let p = pairs(&worker_args("c", &spec, false));
         assert!(p.contains(&("--frame-fps".into(), "0.5".into())));
         assert!(p.contains(&("--frame-max-width".into(), "1280".into())));
+    }
+
+    #[test]
+    fn each_pool_is_one_flag_with_its_service_address_and_the_token_dir_comes_once() {
+        assert!(pool_args(&[], "cams").is_empty());
+        assert_eq!(
+            pool_args(&["detect", "yolo"], "cams"),
+            [
+                "--pool",
+                "detect=detect-pool.cams.svc:7700",
+                "--pool",
+                "yolo=yolo-pool.cams.svc:7700",
+                "--pool-token-dir",
+                "/var/run/kamera-pools",
+            ]
+        );
     }
 }

@@ -8,14 +8,16 @@
     set_frame_callback(my_ai_processor)
     main()
 
-``main()`` attaches to a running Kamera worker's frame socket if one answers; otherwise it
-starts a local ``kamera-worker`` (RTMP on :1935, LL-HLS and metrics on :8080) with
+``main()`` attaches to a running Kamera worker's frame socket if one answers; inside a
+Kamera pool pod (``KAMERA_POOL_LISTEN`` set) it serves the pool's network port instead,
+calling the same callback for every camera's frames; otherwise it starts a local ``kamera-worker`` (RTMP on :1935, LL-HLS and metrics on :8080) with
 ``FRAME_EXTRACTION_FPS`` and ``FRAMES_DIR`` mapped to its flags, and stops it on Ctrl-C.
 Both settings can be changed on this module before ``main()`` or set as environment variables.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -25,10 +27,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import kamera
 from kamera.client import Callback, _Connection, ProtocolError
+from kamera.pool import in_pool
 
 __all__ = ["FRAME_EXTRACTION_FPS", "FRAMES_DIR", "set_frame_callback", "main"]
 
@@ -127,6 +130,10 @@ def main() -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if _callback is None:
         raise SystemExit("rtmp_to_llhls: call set_frame_callback(fn) before main()")
+    if in_pool():
+        with _stop_on_signals():
+            kamera.serve(_callback, processor=os.environ.get("KAMERA_PROCESSOR", "rtmp_to_llhls"), stop=_stop)
+        return
     socket = kamera.default_socket()
     worker: Optional[subprocess.Popen] = None
     if _answers(socket):
@@ -134,28 +141,38 @@ def main() -> None:
     else:
         worker = _start_worker(socket)
 
+    try:
+        with _stop_on_signals():
+            kamera.run(
+                _callback,
+                socket=socket,
+                fps=float(FRAME_EXTRACTION_FPS),
+                processor=os.environ.get("KAMERA_PROCESSOR", "rtmp_to_llhls"),
+                stop=_stop,
+            )
+    finally:
+        if worker is not None:
+            log.info("stopping the Kamera worker")
+            _stop_worker(worker)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Sets ``_stop`` on SIGTERM and SIGINT while inside. Both are handled explicitly: a
+    program started in the background inherits SIGINT ignored, and Ctrl-C must still stop it
+    (and the worker it started)."""
+
     def _terminate(signum: int, _frame: object) -> None:
         _stop.set()
 
-    # Both handled explicitly: a program started in the background inherits SIGINT ignored,
-    # and Ctrl-C must still stop it (and the worker it started).
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        kamera.run(
-            _callback,
-            socket=socket,
-            fps=float(FRAME_EXTRACTION_FPS),
-            processor=os.environ.get("KAMERA_PROCESSOR", "rtmp_to_llhls"),
-            stop=_stop,
-        )
+        yield
     except KeyboardInterrupt:
         pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if worker is not None:
-            log.info("stopping the Kamera worker")
-            _stop_worker(worker)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ struct Slot {
     /// Capture → ack of the newest acknowledged frame.
     last_ack_lag: Option<Duration>,
     newest_acked: Option<SystemTime>,
+    /// A pool link's previous connection acknowledged a frame captured then, and this one
+    /// has acknowledged none yet: the lag counts from it, so a reconnect shows as a gap.
+    carried: Option<SystemTime>,
     /// For the API (the metrics count the same events, per name rather than per connection).
     sent: u64,
     acked: u64,
@@ -52,9 +55,13 @@ impl Slot {
     /// How far behind live: the age of the oldest frame in flight, else the capture → ack
     /// time of the newest acknowledged frame.
     fn lag(&self, now: SystemTime) -> Option<Duration> {
-        match self.in_flight.front() {
+        let lag = match self.in_flight.front() {
             Some((_, captured)) => now.duration_since(*captured).ok(),
             None => self.last_ack_lag,
+        };
+        match self.carried.and_then(|c| now.duration_since(c).ok()) {
+            Some(gap) => Some(lag.map_or(gap, |l| l.max(gap))),
+            None => lag,
         }
     }
 }
@@ -82,7 +89,12 @@ impl Processor {
             frames_acked: slot.acked,
             frames_dropped: slot.dropped,
             last_ack_at: slot.last_ack_at,
-            lag_seconds: slot.last_ack_at.and_then(|_| slot.lag(now)),
+            lag_seconds: slot
+                .last_ack_at
+                .or(slot.carried)
+                .and_then(|_| slot.lag(now)),
+            transport: roster::Transport::Unix,
+            pool: None,
         }
     }
 }
@@ -284,11 +296,18 @@ impl Dispatcher {
             .observe(latency.as_secs_f64());
         if slot.newest_acked.is_none_or(|t| captured > t) {
             slot.newest_acked = Some(captured);
-            slot.last_ack_lag = Some(latency);
+            // The first ack after a pool reconnect: behind live by the whole gap until now
+            // (held until the next frame goes out).
+            let gap = slot
+                .carried
+                .take()
+                .and_then(|c| now.duration_since(c).ok())
+                .map_or(latency, |g| g.max(latency));
+            slot.last_ack_lag = Some(gap);
             self.metrics
                 .lag
                 .with_label_values(&[camera, &p.name])
-                .set(latency.as_secs_f64());
+                .set(gap.as_secs_f64());
         }
 
         let found: Vec<Detection> = detections
@@ -338,6 +357,30 @@ impl Dispatcher {
             .processors
             .get(&id)
             .is_some_and(|p| p.slots.values().any(|s| !s.in_flight.is_empty()))
+    }
+
+    /// Capture time of the newest frame `id` acknowledged for `camera` (a pool link keeps it
+    /// across a reconnect, so its lag keeps counting while it is away).
+    pub fn newest_acked(&self, id: ProcessorId, camera: &str) -> Option<SystemTime> {
+        self.lock()
+            .processors
+            .get(&id)
+            .and_then(|p| p.slots.get(camera))
+            .and_then(|s| s.newest_acked)
+    }
+
+    /// Makes `id`'s lag on `camera` count from `captured` (the newest frame acknowledged on a
+    /// pool link's previous connection) until it acknowledges a frame.
+    pub fn carry_lag(&self, id: ProcessorId, camera: &str, captured: SystemTime) {
+        let mut inner = self.lock();
+        if let Some(slot) = inner
+            .processors
+            .get_mut(&id)
+            .and_then(|p| p.slots.get_mut(camera))
+        {
+            slot.carried = Some(captured);
+            slot.newest_acked = Some(captured);
+        }
     }
 
     /// Number of connected processors.
@@ -434,6 +477,7 @@ mod tests {
             width: 2,
             height: 2,
             captured: Some(SystemTime::now()),
+            jpeg: None,
         }
     }
 
@@ -674,6 +718,33 @@ mod tests {
             (1, 0, 1),
             "counts are per camera"
         );
+    }
+
+    #[test]
+    fn a_pool_reconnect_shows_as_lag_until_its_first_ack() {
+        let (d, metrics) = hub();
+        d.add_camera("a");
+        let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let id = d.register(hello_for("pool", &["a"], 1, None), tx);
+        let lag = || metrics.lag.with_label_values(&["a", "pool"]).get();
+        // The previous connection's newest acknowledged frame was captured 3 s ago.
+        d.carry_lag(id, "a", SystemTime::now() - Duration::from_secs(3));
+        d.refresh_lag(SystemTime::now());
+        assert!(lag() >= 3.0, "the gap counts before any frame: {}", lag());
+        assert!(view(&d, "a")[0].lag_seconds >= Some(Duration::from_secs(3)));
+
+        d.publish(note("a", 1));
+        assert_eq!(seqs(&mut rx), [1]);
+        d.ack(id, "a", 1, &[]);
+        assert!(
+            lag() >= 3.0,
+            "the first ack after the gap reports it: {}",
+            lag()
+        );
+        d.publish(note("a", 2));
+        assert_eq!(seqs(&mut rx), [2]);
+        d.ack(id, "a", 2, &[]);
+        assert!(lag() < 1.0, "then live again: {}", lag());
     }
 
     #[test]

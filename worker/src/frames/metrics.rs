@@ -13,6 +13,10 @@ pub struct FrameMetrics {
     pub latency: HistogramVec,
     pub connected: IntGaugeVec,
     pub detections: IntCounterVec,
+    pub pool_batch_size: HistogramVec,
+    pub pool_inference_seconds: HistogramVec,
+    pub pool_connections: IntCounterVec,
+    pub pool_failures: IntCounterVec,
 }
 
 impl FrameMetrics {
@@ -63,6 +67,36 @@ impl FrameMetrics {
                 Opts::new("kamera_detections_total", "Detections reported in processor acks"),
                 &["camera", "processor", "label"],
             )?,
+            pool_batch_size: HistogramVec::new(
+                HistogramOpts::new(
+                    "kamera_pool_batch_size",
+                    "Frames acknowledged by a pool, by the size of the batch each was processed in (as the pool reports it)",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+                &["processor"],
+            )?,
+            pool_inference_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "kamera_pool_inference_seconds",
+                    "Frames acknowledged by a pool, by the time its model took for the batch each was in (as the pool reports it)",
+                )
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+                &["processor"],
+            )?,
+            pool_connections: IntCounterVec::new(
+                Opts::new(
+                    "kamera_pool_connections_total",
+                    "Connections to a pool that were welcomed (one per camera, plus one per reconnect)",
+                ),
+                &["processor"],
+            )?,
+            pool_failures: IntCounterVec::new(
+                Opts::new(
+                    "kamera_pool_connection_failures_total",
+                    "Pool connections that failed or were lost, by reason (token, unreachable, timeout, refused, protocol, lost, idle, hung)",
+                ),
+                &["processor", "reason"],
+            )?,
         };
         registry.per_camera(&m.extracted)?;
         registry.per_camera(&m.extract_seconds)?;
@@ -71,6 +105,10 @@ impl FrameMetrics {
         registry.per_camera(&m.latency)?;
         registry.per_camera(&m.connected)?;
         registry.per_camera(&m.detections)?;
+        registry.register(Box::new(m.pool_batch_size.clone()))?;
+        registry.register(Box::new(m.pool_inference_seconds.clone()))?;
+        registry.register(Box::new(m.pool_connections.clone()))?;
+        registry.register(Box::new(m.pool_failures.clone()))?;
         Ok(m)
     }
 

@@ -2,6 +2,9 @@
 //! only when the GOP allows), a thread decodes it and encodes a JPEG into the frames
 //! directory, and the frame hub notifies connected processors over the frame socket.
 //!
+//! Pools (`--pool`) get the same frames over the network: one link task per camera and pool
+//! (pool/), a processor connection of the same hub.
+//!
 //! Boundaries: reads the stream hub like any consumer; never calls back into ingest.
 //! Serves `/frames/<camera>/latest.jpg` and `/api/cameras/<camera>/detections`.
 
@@ -11,6 +14,7 @@ pub mod dispatch;
 pub mod jpeg;
 pub mod metrics;
 pub mod pipeline;
+pub mod pool;
 pub mod protocol;
 pub mod roster;
 pub mod sampler;
@@ -32,7 +36,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{is_valid_camera_name, Config};
+use crate::config::{is_valid_camera_name, Config, PoolSpec};
 use crate::http::{json_error, CameraStatus};
 use crate::hub::Channel;
 use crate::stage::{Cameras, Stage};
@@ -41,6 +45,8 @@ use self::detections::{Detections, Limits};
 use self::dispatch::Dispatcher;
 use self::metrics::FrameMetrics;
 use self::pipeline::Settings;
+use self::pool::PoolLink;
+use self::roster::LinkView;
 use self::sampler::Mode;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +55,8 @@ pub enum FramesError {
     Socket(#[from] socket::SocketError),
     #[error("registering frame metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("--pool: {0}")]
+    Pools(String),
     #[error("frames directory {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -60,6 +68,8 @@ pub enum FramesError {
 #[derive(Default)]
 pub struct CameraFrames {
     inner: Mutex<CameraFramesInner>,
+    /// The camera's links to pools (their tasks run as long as the camera's pipeline).
+    links: Vec<Arc<PoolLink>>,
 }
 
 #[derive(Default)]
@@ -116,10 +126,17 @@ impl CameraFrames {
     pub fn status(&self) -> FrameStatus {
         self.lock().status.clone()
     }
+
+    /// The camera's pool links as the roster lists them.
+    pub fn links(&self) -> Vec<LinkView> {
+        self.links.iter().map(|l| l.view()).collect()
+    }
 }
 
 struct Shared {
     settings: Settings,
+    pools: Vec<PoolSpec>,
+    pool_token_dir: Option<PathBuf>,
     metrics: FrameMetrics,
     dispatcher: Arc<Dispatcher>,
     detections: Arc<Detections>,
@@ -146,6 +163,7 @@ impl FramesStage {
         tasks: &mut JoinSet<()>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, FramesError> {
+        let pools = config.pools().map_err(FramesError::Pools)?;
         let frames_dir = config.frames_dir();
         std::fs::create_dir_all(&frames_dir).map_err(|source| FramesError::Dir {
             path: frames_dir.clone(),
@@ -185,6 +203,8 @@ impl FramesStage {
                     keep: config.frame_keep,
                     frames_dir,
                 },
+                pools,
+                pool_token_dir: config.pool_token_dir.clone(),
                 metrics,
                 dispatcher,
                 detections,
@@ -208,10 +228,12 @@ impl CameraStatus for FramesStage {
                 "latest_url".into(),
                 format!("/frames/{camera}/latest.jpg").into(),
             );
-            let processors = self
-                .shared
-                .dispatcher
-                .processor_status(camera, SystemTime::now());
+            let processors = roster::with_links(
+                self.shared
+                    .dispatcher
+                    .processor_status(camera, SystemTime::now()),
+                cam.links(),
+            );
             obj.insert(
                 "processors".into(),
                 serde_json::to_value(processors)
@@ -228,9 +250,34 @@ impl Stage for FramesStage {
     /// `stop` too, and be forgotten in [`Stage::release`].
     fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, stop: CancellationToken) {
         let name = channel.name().to_string();
-        let camera = Arc::new(CameraFrames::default());
+        let links: Vec<_> = self
+            .shared
+            .pools
+            .iter()
+            .filter_map(|pool| {
+                let first = pool.endpoints.first()?;
+                Some((pool.clone(), Arc::new(PoolLink::new(&pool.name, first))))
+            })
+            .collect();
+        let camera = Arc::new(CameraFrames {
+            links: links.iter().map(|(_, link)| link.clone()).collect(),
+            ..CameraFrames::default()
+        });
         self.shared.cameras.insert(&name, camera.clone());
         self.shared.dispatcher.add_camera(&name);
+        // One link per pool, stopped with the camera's pipeline (same token) and joined by
+        // the same owner.
+        for (pool, link) in links {
+            let ctx = pool::link::LinkContext {
+                camera: name.clone(),
+                pool,
+                token_dir: self.shared.pool_token_dir.clone(),
+                worker_fps: self.shared.settings.fps,
+                dispatcher: self.shared.dispatcher.clone(),
+                metrics: self.shared.metrics.clone(),
+            };
+            tasks.spawn(pool::link::run(ctx, link, stop.clone()));
+        }
         tasks.spawn(pipeline::run(
             channel,
             self.shared.settings.clone(),

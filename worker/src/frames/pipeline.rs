@@ -283,9 +283,10 @@ impl Extractor {
             .with_label_values(&[&self.camera])
             .observe(received.elapsed().as_secs_f64());
         let captured_at = humantime::format_rfc3339_millis(captured).to_string();
+        let data = bytes::Bytes::from(jpeg.data);
         self.state.set_latest(
             self.seq,
-            jpeg.data.into(),
+            data.clone(),
             jpeg.width,
             jpeg.height,
             captured_at.clone(),
@@ -299,6 +300,7 @@ impl Extractor {
             width: jpeg.width,
             height: jpeg.height,
             captured: Some(captured),
+            jpeg: Some(data),
         });
     }
 

@@ -4,7 +4,9 @@
 
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
 /// The protocol version this worker speaks.
 pub const VERSION: u32 = 1;
@@ -146,6 +148,9 @@ pub struct FrameNote {
     pub height: u32,
     #[serde(skip)]
     pub captured: Option<SystemTime>,
+    /// The JPEG itself, for the network transport (pools get the bytes inline, not a path).
+    #[serde(skip)]
+    pub jpeg: Option<Bytes>,
 }
 
 impl Outbound {
@@ -204,6 +209,42 @@ impl Hello {
             Some(prefix) => camera.starts_with(prefix),
             None => p == camera,
         })
+    }
+}
+
+/// Why a line could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("line longer than {0} bytes")]
+    TooLong(usize),
+}
+
+/// Reads one line (without its newline) of at most `max` bytes, or `None` at end of stream;
+/// blank lines are skipped. Cancel-safe: a partial line stays in `buf` for the next call.
+pub async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<Option<Vec<u8>>, LineError> {
+    loop {
+        let limit = (max + 1).saturating_sub(buf.len()) as u64;
+        let n = (&mut *reader).take(limit).read_until(b'\n', buf).await?;
+        if buf.last() == Some(&b'\n') {
+            let mut line = std::mem::take(buf);
+            line.pop();
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Ok(Some(line));
+        }
+        if buf.len() > max {
+            return Err(LineError::TooLong(max));
+        }
+        if n == 0 {
+            return Ok(None);
+        }
     }
 }
 
@@ -341,6 +382,7 @@ mod tests {
             width: 1920,
             height: 1080,
             captured: None,
+            jpeg: None,
         })
         .to_line();
         let v: serde_json::Value = serde_json::from_str(line.trim_end()).expect("json");

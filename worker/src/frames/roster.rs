@@ -2,6 +2,9 @@
 //! dispatcher's numbers for each connected processor, and a short, bounded memory of those
 //! that disconnected, so an operator sees "yolo disconnected 30 s ago" instead of nothing.
 //!
+//! Pool processors (network transport) are listed from their camera's links too, so a pool
+//! that cannot be reached shows as disconnected with its last error.
+//!
 //! Plain data and pure functions; the dispatcher owns the lock and passes the time in.
 
 use std::collections::{HashMap, VecDeque};
@@ -45,6 +48,78 @@ pub struct ProcessorStatus {
     /// and once it disconnected.
     #[serde(serialize_with = "optional_seconds")]
     pub lag_seconds: Option<Duration>,
+    /// How frames reach it: `unix` (a sidecar on the frame socket) or `tcp` (a pool).
+    pub transport: Transport,
+    /// Pools only: `endpoint` and `last_error`.
+    #[serde(flatten)]
+    pub pool: Option<PoolEndpoint>,
+}
+
+/// How a processor receives frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Unix,
+    Tcp,
+}
+
+/// Where a pool link is connected (or last tried) and why its last attempt failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolEndpoint {
+    /// `host:port` connected to, or last tried.
+    pub endpoint: String,
+    /// The last connection error (`null` while connected).
+    pub last_error: Option<String>,
+}
+
+/// One camera's link to a pool, as its link task last saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkView {
+    pub name: String,
+    pub connected: bool,
+    /// When the link started trying (shown as `connected_since` until a first connection).
+    pub since: SystemTime,
+    pub endpoint: PoolEndpoint,
+}
+
+/// Marks the entries of the camera's pools as `tcp` with their endpoint and last error, and
+/// adds a disconnected entry for each pool not listed (never connected), sorted as [`roster`].
+pub fn with_links(mut list: Vec<ProcessorStatus>, links: Vec<LinkView>) -> Vec<ProcessorStatus> {
+    for link in links {
+        let mut listed = false;
+        for p in list.iter_mut().filter(|p| p.name == link.name) {
+            p.transport = Transport::Tcp;
+            p.pool = Some(link.endpoint.clone());
+            listed = true;
+        }
+        if !listed {
+            list.push(ProcessorStatus {
+                name: link.name,
+                connected: false,
+                connected_since: link.since,
+                disconnected_at: None,
+                in_flight: 0,
+                max_in_flight: 0,
+                fps: 0.0,
+                frames_sent: 0,
+                frames_acked: 0,
+                frames_dropped: 0,
+                last_ack_at: None,
+                lag_seconds: None,
+                transport: Transport::Tcp,
+                pool: Some(link.endpoint),
+            });
+        }
+    }
+    sort(&mut list);
+    list
+}
+
+fn sort(list: &mut [ProcessorStatus]) {
+    list.sort_by(|a, b| {
+        (a.name.as_str(), a.connected_since).cmp(&(b.name.as_str(), b.connected_since))
+    });
 }
 
 /// Disconnected processors per camera, bounded by [`KEEP_DEPARTED`] and [`DEPARTED_FOR`].
@@ -105,9 +180,7 @@ pub fn roster(
         .filter(|d| !all.iter().any(|c| c.name == d.name))
         .collect();
     all.extend(departed);
-    all.sort_by(|a, b| {
-        (a.name.as_str(), a.connected_since).cmp(&(b.name.as_str(), b.connected_since))
-    });
+    sort(&mut all);
     all
 }
 
@@ -148,6 +221,8 @@ mod tests {
             frames_dropped: 0,
             last_ack_at: None,
             lag_seconds: None,
+            transport: Transport::Unix,
+            pool: None,
         }
     }
 
@@ -165,6 +240,7 @@ mod tests {
                 "in_flight": 0, "max_in_flight": 1, "fps": 1.0,
                 "frames_sent": 0, "frames_acked": 0, "frames_dropped": 0,
                 "last_ack_at": "2026-11-24T08:05:00.250Z", "lag_seconds": 0.412,
+                "transport": "unix",
             })
         );
         let gone = serde_json::to_value(status("yolo", t, Some(t))).unwrap();
@@ -172,6 +248,39 @@ mod tests {
         assert_eq!(gone["disconnected_at"], "2026-11-24T08:05:00.250Z");
         assert_eq!(gone["last_ack_at"], serde_json::Value::Null);
         assert_eq!(gone["lag_seconds"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn pool_links_are_listed_connected_or_not_with_endpoint_and_error() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_507_500_250);
+        let link = |name: &str, connected: bool, error: Option<&str>| LinkView {
+            name: name.into(),
+            connected,
+            since: t,
+            endpoint: PoolEndpoint {
+                endpoint: format!("{name}-pool.cams.svc:7700"),
+                last_error: error.map(String::from),
+            },
+        };
+        let list = with_links(
+            vec![status("yolo", t, None), status("motion", t, None)],
+            vec![
+                link("yolo", true, None),
+                link("locked", false, Some("refused: unauthorized")),
+            ],
+        );
+        let v = serde_json::to_value(&list).unwrap();
+        let names: Vec<_> = list.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["locked", "motion", "yolo"]);
+        assert_eq!(v[0]["transport"], "tcp");
+        assert_eq!(v[0]["connected"], false);
+        assert_eq!(v[0]["endpoint"], "locked-pool.cams.svc:7700");
+        assert_eq!(v[0]["last_error"], "refused: unauthorized");
+        assert_eq!(v[1]["transport"], "unix");
+        assert!(v[1].get("endpoint").is_none() && v[1].get("last_error").is_none());
+        assert_eq!(v[2]["transport"], "tcp");
+        assert_eq!(v[2]["last_error"], serde_json::Value::Null);
+        assert_eq!(v[2]["endpoint"], "yolo-pool.cams.svc:7700");
     }
 
     #[test]

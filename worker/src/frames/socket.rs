@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::dispatch::{Dispatcher, OUTBOUND_QUEUE};
-use super::protocol::{HelloError, Inbound, Outbound, MAX_LINE, VERSION};
+use super::protocol::{self, HelloError, Inbound, LineError, Outbound, MAX_LINE, VERSION};
 
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -241,30 +241,17 @@ async fn read_hello(
     }
 }
 
-/// Reads one line (without its newline), or `None` at end of stream. Cancel-safe: a partial
-/// line stays in `buf` for the next call.
+/// Reads one line from a processor (at most [`MAX_LINE`] bytes).
 async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
 ) -> Result<Option<Vec<u8>>, ConnError> {
-    loop {
-        let limit = (MAX_LINE + 1).saturating_sub(buf.len()) as u64;
-        let n = (&mut *reader).take(limit).read_until(b'\n', buf).await?;
-        if buf.last() == Some(&b'\n') {
-            let mut line = std::mem::take(buf);
-            line.pop();
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            return Ok(Some(line));
-        }
-        if buf.len() > MAX_LINE {
-            return Err(ConnError::TooLong);
-        }
-        if n == 0 {
-            return Ok(None);
-        }
-    }
+    protocol::read_line(reader, buf, MAX_LINE)
+        .await
+        .map_err(|e| match e {
+            LineError::Io(e) => ConnError::Io(e),
+            LineError::TooLong(_) => ConnError::TooLong,
+        })
 }
 
 async fn say(write: &mut OwnedWriteHalf, msg: &Outbound) -> Result<(), ConnError> {

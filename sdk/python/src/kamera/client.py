@@ -249,7 +249,18 @@ def run(
     frame comes. The connection is re-established with backoff whenever it drops; ``run``
     returns only when ``stop`` is set (or raises ``KeyboardInterrupt``), after the callbacks
     running then have returned.
+
+    Inside a pool pod (``$KAMERA_POOL_LISTEN`` set by the operator, and no ``socket`` given),
+    ``run`` serves the pool instead (:func:`kamera.serve`): workers connect to it and the
+    same callback runs, per camera, on the frames they send.
     """
+    if socket is None and os.environ.get("KAMERA_POOL_LISTEN"):
+        from .pool import serve
+
+        serve(callback, processor=processor, fps=fps,
+              concurrency=workers if workers is not None else concurrency,
+              max_threads=max_threads, stop=stop)
+        return
     if workers is not None:
         concurrency = workers
     if concurrency is None:
