@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
-.PHONY: setup run test build bench clean
+.PHONY: setup run test build bench soak clean
 
 setup:
 	@bash scripts/setup.sh test
@@ -19,6 +19,10 @@ test: setup
 
 bench: setup
 	@bash bench/run.sh
+
+# One hour of mixed load (bench/soak.py); SOAK_ARGS="--minutes 4 --cameras 4" for a short check.
+soak: build
+	python3 bench/soak.py $(SOAK_ARGS)
 
 clean:
 	cargo clean

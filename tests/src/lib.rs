@@ -75,8 +75,21 @@ impl Worker {
         w
     }
 
+    /// Like [`Worker::start`], with extra environment variables for the worker process.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Worker {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let mut w = Worker::launch(&data_dir, extra, env);
+        w._dir = Some(dir);
+        w
+    }
+
     /// Starts a worker on `data_dir` (kept after the worker stops; restarts can reuse it).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Worker {
+        Worker::launch(data_dir, extra, &[])
+    }
+
+    fn launch(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Worker {
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         std::fs::create_dir_all(data_dir).unwrap();
@@ -91,6 +104,7 @@ impl Worker {
             .arg(data_dir)
             .args(extra)
             .env("KAMERA_LOG", "info,kamera_worker=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
@@ -407,6 +421,24 @@ impl Publisher {
             ])
             .arg(&clip.path)
             .args(["-c", "copy", "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Publisher {
+            child: Some(child),
+            url: url.to_string(),
+        }
+    }
+
+    /// Publishes the first `seconds` of `clip` at real-time speed, then ends the stream
+    /// cleanly (a short-lived camera).
+    pub fn start_for(clip: &Clip, url: &str, seconds: f64) -> Publisher {
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+            .arg(&clip.path)
+            .args(["-t", &seconds.to_string(), "-c", "copy", "-f", "flv", url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

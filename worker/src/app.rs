@@ -15,10 +15,11 @@ use crate::auth::PublishPolicy;
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::hub::Hub;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::rtmp::server;
 use crate::rtmp::session::IngestContext;
-use crate::stage::{self, Stage};
+use crate::stage::Stage;
 
 /// Time allowed for tasks to finish after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -37,7 +38,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         keys,
     };
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
-    let hub = Hub::new();
+    let hub = Hub::with_max_cameras(config.max_cameras());
+    metrics
+        .cameras
+        .max
+        .set(i64::try_from(config.max_cameras()).unwrap_or(i64::MAX));
 
     let rtmp = TcpListener::bind(config.rtmp_listen)
         .await
@@ -105,11 +110,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         takeover: config.takeover,
     });
     tasks.spawn(server::serve(rtmp, ingest, shutdown.child_token()));
-    tasks.spawn(stage::attach_all(
-        hub.clone(),
+    let lifecycle = Lifecycle {
+        hub: hub.clone(),
         stages,
-        shutdown.child_token(),
-    ));
+        metrics: metrics.clone(),
+        idle_release: config.idle_release,
+    };
+    tasks.spawn(lifecycle.run(shutdown.child_token()));
     {
         let shutdown = shutdown.child_token();
         tasks.spawn(async move {
@@ -126,7 +133,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     http_state.ready.store(true, Ordering::Release);
-    info!(rtmp = %rtmp_addr, http = %http_addr, data_dir = %config.data_dir.display(), "kamera worker ready");
+    info!(rtmp = %rtmp_addr, http = %http_addr, data_dir = %config.data_dir.display(), max_cameras = config.max_cameras(), idle_release = ?config.idle_release, "kamera worker ready");
 
     shutdown.cancelled().await;
     info!("shutting down");

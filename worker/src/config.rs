@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::hub::DEFAULT_MAX_CAMERAS;
+
 /// Kamera worker: RTMP ingest, LL-HLS live view, recording and frames for AI processors.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "kamera-worker", version, about, long_about = None)]
@@ -47,6 +49,18 @@ pub struct Config {
     /// `--http-tokens-file`, none (same origin only) with it.
     #[arg(long = "http-cors-origin", env = "KAMERA_HTTP_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub http_cors_origins: Vec<String>,
+
+    /// Release everything a camera holds (its LL-HLS window, recorder and frame extractor with
+    /// their threads, its API entry and its metric series) once it has had no publisher for
+    /// this long. A publisher that returns sooner continues the same camera; `0s` releases at
+    /// once.
+    #[arg(long, env = "KAMERA_IDLE_RELEASE", default_value = "60s", value_parser = parse_duration)]
+    pub idle_release: Duration,
+
+    /// Most cameras held at once (live or idle within `--idle-release`); a publisher of a new
+    /// camera beyond it is refused. Default: the number of `--camera` names if given, else 256.
+    #[arg(long, env = "KAMERA_MAX_CAMERAS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_cameras: Option<u32>,
 
     /// Let a new publisher on a live camera replace the current one instead of being refused.
     #[arg(long, env = "KAMERA_TAKEOVER")]
@@ -146,6 +160,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// The cap on cameras held at once: `--max-cameras`, else one per `--camera` name, else
+    /// [`DEFAULT_MAX_CAMERAS`].
+    pub fn max_cameras(&self) -> usize {
+        match self.max_cameras {
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None if !self.cameras.is_empty() => self.cameras.len(),
+            None => DEFAULT_MAX_CAMERAS,
+        }
+    }
+
     /// Directory of frames for processors.
     pub fn frames_dir(&self) -> PathBuf {
         self.frames_dir
@@ -443,6 +467,27 @@ mod tests {
         assert_eq!(parse_min_free("1GiB"), Ok(MinFree::Bytes(1 << 30)));
         assert_eq!(MinFree::Percent(5.0).bytes_for(1000), 50);
         assert!(parse_min_free("150%").is_err());
+    }
+
+    #[test]
+    fn camera_cap_follows_the_pinned_cameras_unless_given() {
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(std::iter::once("kamera-worker").chain(args.iter().copied()))
+        };
+        assert_eq!(
+            parse(&[]).expect("defaults").max_cameras(),
+            DEFAULT_MAX_CAMERAS
+        );
+        assert_eq!(parse(&["--camera", "a"]).expect("pinned").max_cameras(), 1);
+        let two = parse(&["--camera", "a,b", "--max-cameras", "5"]).expect("explicit");
+        assert_eq!(two.max_cameras(), 5);
+        assert!(parse(&["--max-cameras", "0"]).is_err());
+        let c = parse(&["--idle-release", "2s"]).expect("idle release");
+        assert_eq!(c.idle_release, Duration::from_secs(2));
+        assert_eq!(
+            parse(&[]).expect("defaults").idle_release,
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

@@ -8,11 +8,16 @@
 //!
 //! A late subscriber starts with the codec configuration and the current GOP, so it can
 //! begin decoding or muxing at once.
+//!
+//! Lifetime: a channel exists from its first publish until it is released (see
+//! `lifecycle.rs`): at most `max_cameras` exist at once, a camera idle (no publisher) for the
+//! grace period is marked releasing, its channel closed (every subscriber's `recv` then
+//! returns `None`), and it is forgotten once every stage let go of it.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -46,19 +51,37 @@ enum Item {
     End,
 }
 
+/// Cameras a worker holds at once unless told otherwise (`--max-cameras`).
+pub const DEFAULT_MAX_CAMERAS: usize = 256;
+
 /// Why a publish attempt was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PublishError {
     #[error("camera {camera:?} is already live (publisher {current})")]
     AlreadyLive { camera: String, current: SocketAddr },
+    #[error("camera {camera:?} refused: this worker already holds {max} cameras (--max-cameras {max}); an idle camera frees its place when it is released")]
+    TooManyCameras { camera: String, max: usize },
+    #[error("camera {camera:?} was idle and is being released; publish again in a moment")]
+    Releasing { camera: String },
 }
 
 /// All cameras known to this worker.
-#[derive(Default)]
 pub struct Hub {
     channels: Mutex<HashMap<String, Arc<Channel>>>,
-    /// Bumped whenever a camera is added, so consumers can attach to new cameras.
+    /// Bumped whenever a camera is added or loses its publisher, so the lifecycle task can
+    /// attach stages to new cameras and schedule the release of idle ones.
     generation: watch::Sender<u64>,
+    max_cameras: usize,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            channels: Mutex::new(HashMap::new()),
+            generation: watch::Sender::new(0),
+            max_cameras: DEFAULT_MAX_CAMERAS,
+        }
+    }
 }
 
 impl Hub {
@@ -66,18 +89,53 @@ impl Hub {
         Arc::new(Self::default())
     }
 
+    /// A hub that holds at most `max_cameras` cameras at once (at least one).
+    pub fn with_max_cameras(max_cameras: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max_cameras: max_cameras.max(1),
+            ..Self::default()
+        })
+    }
+
+    fn lock_channels(&self) -> MutexGuard<'_, HashMap<String, Arc<Channel>>> {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Starts publishing `camera` from `peer`. With `takeover`, a live publisher is cancelled
-    /// and replaced; otherwise a live camera refuses a second publisher.
+    /// and replaced; otherwise a live camera refuses a second publisher. A new camera is
+    /// refused while the worker holds `max_cameras`.
     pub fn publish(
         &self,
         camera: &str,
         peer: SocketAddr,
         takeover: bool,
     ) -> Result<Publisher, PublishError> {
-        let channel = self.channel(camera);
+        // The hub lock is held throughout, so a camera cannot be released between being found
+        // and getting its publisher (lock order: hub, then channel).
+        let mut channels = self.lock_channels();
+        let channel = match channels.get(camera) {
+            Some(c) => c.clone(),
+            None => {
+                if channels.len() >= self.max_cameras {
+                    return Err(PublishError::TooManyCameras {
+                        camera: camera.to_string(),
+                        max: self.max_cameras,
+                    });
+                }
+                let c = Arc::new(Channel::new(camera));
+                channels.insert(camera.to_string(), c.clone());
+                self.generation.send_modify(|g| *g += 1);
+                c
+            }
+        };
         let cancel = CancellationToken::new();
         let session = {
             let mut state = channel.lock();
+            if state.releasing {
+                return Err(PublishError::Releasing {
+                    camera: camera.to_string(),
+                });
+            }
             if let Some(current) = &state.publisher {
                 if !takeover {
                     return Err(PublishError::AlreadyLive {
@@ -89,6 +147,7 @@ impl Hub {
                 channel.end_session(&mut state);
             }
             state.session += 1;
+            state.idle_since = None;
             state.publisher = Some(PublisherSlot {
                 peer,
                 cancel: cancel.clone(),
@@ -97,16 +156,19 @@ impl Hub {
             state.stats.on_publish(peer, SystemTime::now());
             state.session
         };
+        drop(channels);
         Ok(Publisher {
             session,
             channel,
             cancel,
+            hub_changed: self.generation.clone(),
         })
     }
 
-    /// The channel of `camera`, created on first use.
+    /// The channel of `camera`, created (without a publisher) on first use, ignoring the cap.
+    #[cfg(test)]
     pub fn channel(&self, camera: &str) -> Arc<Channel> {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut channels = self.lock_channels();
         if let Some(c) = channels.get(camera) {
             return c.clone();
         }
@@ -116,23 +178,89 @@ impl Hub {
         channel
     }
 
-    /// The channel of `camera`, if the camera ever published.
+    /// The channel of `camera`, unless it is unknown or being released.
     pub fn get(&self, camera: &str) -> Option<Arc<Channel>> {
-        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        channels.get(camera).cloned()
+        let channels = self.lock_channels();
+        channels
+            .get(camera)
+            .filter(|c| !c.lock().releasing)
+            .cloned()
     }
 
-    /// All channels, sorted by camera name.
+    /// All channels not being released, sorted by camera name.
     pub fn channels(&self) -> Vec<Arc<Channel>> {
-        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all: Vec<_> = channels.values().cloned().collect();
+        let channels = self.lock_channels();
+        let mut all: Vec<_> = channels
+            .values()
+            .filter(|c| !c.lock().releasing)
+            .cloned()
+            .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
-    /// Changes whenever a camera is added; see [`Hub::channels`].
+    /// Cameras held, including those being released (what `max_cameras` counts).
+    pub fn len(&self) -> usize {
+        self.lock_channels().len()
+    }
+
+    /// True when the hub holds no camera.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Changes whenever a camera is added or loses its publisher; see [`Hub::channels`] and
+    /// [`Hub::next_release`].
     pub fn watch_cameras(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
+    }
+
+    /// When the next camera without a publisher becomes due for release after `grace`
+    /// (`None` while every camera is live or already releasing).
+    pub fn next_release(&self, grace: Duration) -> Option<Instant> {
+        let channels = self.lock_channels();
+        channels
+            .values()
+            .filter_map(|c| {
+                let state = c.lock();
+                (!state.releasing).then_some(state.idle_since?)
+            })
+            .min()
+            .map(|idle| idle + grace)
+    }
+
+    /// Marks every camera idle for at least `grace` at `now` as releasing and closes its
+    /// channel: publishers are refused for it (`Releasing`) and it leaves the API until
+    /// [`Hub::forget`] removes it. Returns the released channels.
+    pub fn begin_release(&self, now: Instant, grace: Duration) -> Vec<Arc<Channel>> {
+        let channels = self.lock_channels();
+        let mut due: Vec<Arc<Channel>> = Vec::new();
+        for c in channels.values() {
+            let mut state = c.lock();
+            let idle_for = state.idle_since.map(|t| now.saturating_duration_since(t));
+            if !state.releasing && state.publisher.is_none() && idle_for >= Some(grace) {
+                state.releasing = true;
+                state.close();
+                due.push(c.clone());
+            }
+        }
+        due.sort_by(|a, b| a.name.cmp(&b.name));
+        due
+    }
+
+    /// Closes every channel (worker shutdown): subscribers blocked on the ring wake up and end.
+    pub fn close_all(&self) {
+        for c in self.lock_channels().values() {
+            c.lock().close();
+        }
+    }
+
+    /// Removes a released camera; its name can be published again as a new camera.
+    pub fn forget(&self, camera: &str) {
+        let mut channels = self.lock_channels();
+        if channels.get(camera).is_some_and(|c| c.lock().releasing) {
+            channels.remove(camera);
+        }
     }
 }
 
@@ -143,6 +271,12 @@ struct PublisherSlot {
 }
 
 struct ChannelState {
+    /// The ring's sending side; `None` once the channel is closed (released or shut down).
+    tx: Option<broadcast::Sender<Item>>,
+    /// Since when the camera has had no publisher (`None` while live).
+    idle_since: Option<Instant>,
+    /// Released: refused to publishers, hidden from the API, about to be forgotten.
+    releasing: bool,
     info: Option<Arc<StreamInfo>>,
     /// Frames since the last video keyframe (or every audio frame of an audio-only stream).
     gop: Vec<Arc<Frame>>,
@@ -153,10 +287,23 @@ struct ChannelState {
     stats: CameraStats,
 }
 
+impl ChannelState {
+    /// Sends `item` to every subscriber; nothing once the channel is closed.
+    fn send(&self, item: Item) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(item);
+        }
+    }
+
+    /// Drops the sending side: subscribers read what is left, then get `None`.
+    fn close(&mut self) {
+        self.tx = None;
+    }
+}
+
 /// One camera: its ring, its current configuration and GOP, and its statistics.
 pub struct Channel {
     name: String,
-    tx: broadcast::Sender<Item>,
     state: Mutex<ChannelState>,
 }
 
@@ -165,8 +312,10 @@ impl Channel {
         let (tx, _) = broadcast::channel(RING);
         Self {
             name: name.to_string(),
-            tx,
             state: Mutex::new(ChannelState {
+                tx: Some(tx),
+                idle_since: Some(Instant::now()),
+                releasing: false,
                 info: None,
                 gop: Vec::new(),
                 gop_starts_clean: false,
@@ -201,8 +350,13 @@ impl Channel {
             }
         }
         let resync = state.info.is_some() && !state.gop_starts_clean;
+        let rx = match &state.tx {
+            Some(tx) => tx.subscribe(),
+            // Closed: a receiver whose sender is gone reads `None` at once.
+            None => broadcast::channel(1).1,
+        };
         Subscriber {
-            rx: self.tx.subscribe(),
+            rx,
             backlog,
             delivered_info: delivered,
             resync,
@@ -231,7 +385,8 @@ impl Channel {
         state.gop.clear();
         state.gop_starts_clean = false;
         state.stats.on_end();
-        let _ = self.tx.send(Item::End);
+        state.idle_since = Some(Instant::now());
+        state.send(Item::End);
     }
 }
 
@@ -240,6 +395,8 @@ pub struct Publisher {
     channel: Arc<Channel>,
     session: u64,
     cancel: CancellationToken,
+    /// Told when this session ends, so the camera's release can be scheduled.
+    hub_changed: watch::Sender<u64>,
 }
 
 impl Publisher {
@@ -275,7 +432,7 @@ impl Publisher {
         state.gop.clear();
         state.gop_starts_clean = false;
         state.stats.on_info(&info);
-        let _ = self.channel.tx.send(Item::Start(info));
+        state.send(Item::Start(info));
         true
     }
 
@@ -302,7 +459,7 @@ impl Publisher {
         if state.gop_starts_clean {
             state.gop.push(frame.clone());
         }
-        let _ = self.channel.tx.send(Item::Frame(info, frame));
+        state.send(Item::Frame(info, frame));
     }
 
     /// Records that the publisher sent something Kamera cannot use (shown in the API).
@@ -334,6 +491,8 @@ impl Drop for Publisher {
         let mut state = self.channel.lock();
         if self.owns(&state) {
             self.channel.end_session(&mut state);
+            drop(state);
+            self.hub_changed.send_modify(|g| *g += 1);
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod frames;
 pub mod hls;
 pub mod http;
 pub mod hub;
+pub mod lifecycle;
 pub mod media;
 pub mod metrics;
 pub mod record;

@@ -101,6 +101,19 @@ impl Detections {
         }
     }
 
+    /// Forgets a released camera: its recent entries and its label budgets.
+    pub fn forget(&self, camera: &str) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(camera);
+        self.labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .seen
+            .remove(camera);
+    }
+
     /// The camera's recent entries, newest first.
     pub fn recent(&self, camera: &str) -> Vec<Entry> {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());

@@ -149,6 +149,22 @@ impl Dispatcher {
         }
     }
 
+    /// Forgets a released camera: its credits and pending frame at every processor, and the
+    /// processors it remembers as departed. (Its metric series go with the camera's.)
+    pub fn remove_camera(&self, camera: &str) {
+        let mut inner = self.lock();
+        inner.cameras.remove(camera);
+        for p in inner.processors.values_mut() {
+            p.slots.remove(camera);
+        }
+        inner.departed.forget_camera(camera);
+    }
+
+    /// Cameras known to the frame hub (tests of release).
+    pub fn cameras(&self) -> usize {
+        self.lock().cameras.len()
+    }
+
     /// Adds a processor after its hello; frames for it arrive on the returned receiver.
     pub fn register(&self, hello: Hello, tx: mpsc::Sender<Outbound>) -> ProcessorId {
         let mut inner = self.lock();

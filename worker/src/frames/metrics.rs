@@ -1,8 +1,8 @@
 //! The frame stage's metric families (names per docs/metrics.md).
 
-use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+
+use crate::metrics::Families;
 
 #[derive(Clone)]
 pub struct FrameMetrics {
@@ -20,7 +20,7 @@ pub struct FrameMetrics {
 }
 
 impl FrameMetrics {
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub fn register(registry: &Families) -> Result<Self, prometheus::Error> {
         let m = Self {
             extracted: IntCounterVec::new(
                 Opts::new("kamera_frames_extracted_total", "JPEG frames extracted for processors"),
@@ -98,13 +98,13 @@ impl FrameMetrics {
                 &["processor", "reason"],
             )?,
         };
-        registry.register(Box::new(m.extracted.clone()))?;
-        registry.register(Box::new(m.extract_seconds.clone()))?;
-        registry.register(Box::new(m.dropped.clone()))?;
-        registry.register(Box::new(m.lag.clone()))?;
-        registry.register(Box::new(m.latency.clone()))?;
-        registry.register(Box::new(m.connected.clone()))?;
-        registry.register(Box::new(m.detections.clone()))?;
+        registry.per_camera(&m.extracted)?;
+        registry.per_camera(&m.extract_seconds)?;
+        registry.per_camera(&m.dropped)?;
+        registry.per_camera(&m.lag)?;
+        registry.per_camera(&m.latency)?;
+        registry.per_camera(&m.connected)?;
+        registry.per_camera(&m.detections)?;
         registry.register(Box::new(m.pool_batch_size.clone()))?;
         registry.register(Box::new(m.pool_inference_seconds.clone()))?;
         registry.register(Box::new(m.pool_connections.clone()))?;
@@ -114,7 +114,7 @@ impl FrameMetrics {
 
     /// A set of families not served anywhere (tests).
     pub fn unregistered() -> Self {
-        match Self::register(&Registry::new()) {
+        match Self::register(&Families::new()) {
             Ok(m) => m,
             Err(e) => panic!("metric definitions are static and valid: {e}"),
         }

@@ -21,7 +21,6 @@ pub mod sampler;
 pub mod socket;
 pub mod store;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -35,12 +34,12 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{is_valid_camera_name, Config, PoolSpec};
 use crate::http::{json_error, CameraStatus};
 use crate::hub::Channel;
-use crate::stage::Stage;
+use crate::stage::{Cameras, Stage};
 
 use self::detections::{Detections, Limits};
 use self::dispatch::Dispatcher;
@@ -141,13 +140,12 @@ struct Shared {
     metrics: FrameMetrics,
     dispatcher: Arc<Dispatcher>,
     detections: Arc<Detections>,
-    cameras: Mutex<HashMap<String, Arc<CameraFrames>>>,
+    cameras: Cameras<Arc<CameraFrames>>,
 }
 
 impl Shared {
     fn camera(&self, name: &str) -> Option<Arc<CameraFrames>> {
-        let cameras = self.cameras.lock().unwrap_or_else(|e| e.into_inner());
-        cameras.get(name).cloned()
+        self.cameras.get(name)
     }
 }
 
@@ -161,7 +159,7 @@ impl FramesStage {
     /// `shutdown` (processors can connect before any camera publishes).
     pub fn start(
         config: &Config,
-        registry: &prometheus::Registry,
+        registry: &crate::metrics::Families,
         tasks: &mut JoinSet<()>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, FramesError> {
@@ -210,7 +208,7 @@ impl FramesStage {
                 metrics,
                 dispatcher,
                 detections,
-                cameras: Mutex::new(HashMap::new()),
+                cameras: Cameras::default(),
             }),
         }))
     }
@@ -247,7 +245,10 @@ impl CameraStatus for FramesStage {
 }
 
 impl Stage for FramesStage {
-    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, shutdown: CancellationToken) {
+    /// The camera's sampler task (which joins its extractor thread) ends on `stop`; anything
+    /// else a camera needs in this stage (connections to processors included) must hang off
+    /// `stop` too, and be forgotten in [`Stage::release`].
+    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, stop: CancellationToken) {
         let name = channel.name().to_string();
         let links: Vec<_> = self
             .shared
@@ -262,14 +263,7 @@ impl Stage for FramesStage {
             links: links.iter().map(|(_, link)| link.clone()).collect(),
             ..CameraFrames::default()
         });
-        {
-            let mut cameras = self
-                .shared
-                .cameras
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            cameras.insert(name.clone(), camera.clone());
-        }
+        self.shared.cameras.insert(&name, camera.clone());
         self.shared.dispatcher.add_camera(&name);
         // One link per pool, stopped with the camera's pipeline (same token) and joined by
         // the same owner.
@@ -282,7 +276,7 @@ impl Stage for FramesStage {
                 dispatcher: self.shared.dispatcher.clone(),
                 metrics: self.shared.metrics.clone(),
             };
-            tasks.spawn(pool::link::run(ctx, link, shutdown.clone()));
+            tasks.spawn(pool::link::run(ctx, link, stop.clone()));
         }
         tasks.spawn(pipeline::run(
             channel,
@@ -290,8 +284,23 @@ impl Stage for FramesStage {
             camera,
             self.shared.metrics.clone(),
             self.shared.dispatcher.clone(),
-            shutdown,
+            stop,
         ));
+    }
+
+    fn release(&self, camera: &str) {
+        self.shared.cameras.remove(camera);
+        self.shared.dispatcher.remove_camera(camera);
+        self.shared.detections.forget(camera);
+        // The frames directory is a short ring for processors, not an archive.
+        let dir = self.shared.settings.frames_dir.join(camera);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(camera, dir = %dir.display(), error = %e, "cannot remove the released camera's frames")
+            }
+        }
     }
 
     fn routes(&self) -> Router {

@@ -41,6 +41,13 @@ pub struct Settings {
     pub frames_dir: PathBuf,
 }
 
+/// What the sampler hands the extractor thread.
+enum Work {
+    Decode(Job),
+    /// The publisher left: free the decoder (megabytes at 1080p) while the camera is idle.
+    Idle,
+}
+
 struct Job {
     info: Arc<StreamInfo>,
     frame: Arc<Frame>,
@@ -68,7 +75,7 @@ pub async fn run(
             return;
         }
     };
-    let (tx, rx) = mpsc::sync_channel::<Job>(JOB_QUEUE);
+    let (tx, rx) = mpsc::sync_channel::<Work>(JOB_QUEUE);
     let extractor = Extractor {
         camera: name.clone(),
         settings: settings.clone(),
@@ -118,6 +125,8 @@ pub async fn run(
                 sampler.restart();
                 camera.set_mode(None, None);
                 info = None;
+                // Best effort: a full queue means the decoder is freed at release instead.
+                let _ = tx.try_send(Work::Idle);
             }
             Some(Event::Gap { .. }) => {
                 sampler.lost();
@@ -142,7 +151,7 @@ pub async fn run(
                     received: Instant::now(),
                     captured: SystemTime::now(),
                 };
-                match tx.try_send(job) {
+                match tx.try_send(Work::Decode(job)) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
                         sampler.lost();
@@ -169,7 +178,7 @@ struct Extractor {
 }
 
 impl Extractor {
-    fn run(mut self, rx: Receiver<Job>) {
+    fn run(mut self, rx: Receiver<Work>) {
         decode::init();
         let mut encoder = match Encoder::new(self.settings.quality, self.settings.max_width) {
             Ok(e) => e,
@@ -180,7 +189,15 @@ impl Extractor {
         };
         let mut decoder: Option<(u64, Decoder)> = None;
         let mut targets: VecDeque<(i64, Instant, SystemTime)> = VecDeque::new();
-        while let Ok(job) = rx.recv() {
+        while let Ok(work) = rx.recv() {
+            let job = match work {
+                Work::Decode(job) => job,
+                Work::Idle => {
+                    decoder = None;
+                    targets.clear();
+                    continue;
+                }
+            };
             let Some(video) = &job.info.video else {
                 continue;
             };

@@ -149,6 +149,11 @@ impl Departures {
             .filter(move |p| !expired(p, now))
     }
 
+    /// Forgets every departure seen by a released camera.
+    pub fn forget_camera(&mut self, camera: &str) {
+        self.by_camera.remove(camera);
+    }
+
     pub fn forget_expired(&mut self, now: SystemTime) {
         self.by_camera.retain(|_, list| {
             list.retain(|p| !expired(p, now));

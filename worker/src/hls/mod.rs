@@ -11,13 +11,13 @@ mod routes;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,8 @@ use crate::drops::DropLog;
 use crate::http::CameraStatus;
 use crate::hub::{Channel, Event, Subscriber};
 use crate::media::{Millis, Track};
-use crate::stage::Stage;
+use crate::metrics::Families;
+use crate::stage::{Cameras, Stage};
 use packager::{Packager, PackagerConfig, Published};
 
 /// After the publisher leaves, the window stays this long (players ride out a reconnect),
@@ -47,7 +48,7 @@ pub struct HlsMetrics {
 }
 
 impl HlsMetrics {
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub fn register(registry: &Families) -> Result<Self, prometheus::Error> {
         let m = Self {
             parts: IntCounterVec::new(
                 Opts::new("kamera_hls_parts_total", "LL-HLS parts published"),
@@ -79,11 +80,11 @@ impl HlsMetrics {
                 &["camera", "reason"],
             )?,
         };
-        registry.register(Box::new(m.parts.clone()))?;
-        registry.register(Box::new(m.segments.clone()))?;
-        registry.register(Box::new(m.part_delay.clone()))?;
+        registry.per_camera(&m.parts)?;
+        registry.per_camera(&m.segments)?;
+        registry.per_camera(&m.part_delay)?;
         registry.register(Box::new(m.blocked.clone()))?;
-        registry.register(Box::new(m.dropped.clone()))?;
+        registry.per_camera(&m.dropped)?;
         Ok(m)
     }
 }
@@ -138,7 +139,7 @@ impl CameraHls {
 
 /// What the packaging tasks and the HTTP handlers share.
 pub(crate) struct Shared {
-    cameras: Mutex<HashMap<String, Arc<CameraHls>>>,
+    cameras: Cameras<Arc<CameraHls>>,
     metrics: HlsMetrics,
     /// hls.js, if configured; otherwise `node_modules` is searched.
     hls_js: Option<PathBuf>,
@@ -146,11 +147,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn camera(&self, name: &str) -> Option<Arc<CameraHls>> {
-        self.cameras
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
+        self.cameras.get(name)
     }
 }
 
@@ -163,13 +160,13 @@ pub struct HlsStage {
 impl HlsStage {
     pub fn new(
         part_duration: Duration,
-        registry: &Registry,
+        registry: &Families,
         hls_js: Option<PathBuf>,
     ) -> Result<Self, prometheus::Error> {
         let part_target_ms = Millis::try_from(part_duration.as_millis()).unwrap_or(200);
         Ok(Self {
             shared: Arc::new(Shared {
-                cameras: Mutex::new(HashMap::new()),
+                cameras: Cameras::default(),
                 metrics: HlsMetrics::register(registry)?,
                 hls_js,
             }),
@@ -204,20 +201,16 @@ impl CameraStatus for HlsStage {
 }
 
 impl Stage for HlsStage {
-    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, shutdown: CancellationToken) {
+    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, stop: CancellationToken) {
         let camera = Arc::new(CameraHls::new(channel.name(), self.config.clone()));
-        self.shared
-            .cameras
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(channel.name().to_string(), camera.clone());
+        self.shared.cameras.insert(channel.name(), camera.clone());
         let subscriber = channel.subscribe();
-        tasks.spawn(run(
-            camera,
-            subscriber,
-            self.shared.metrics.clone(),
-            shutdown,
-        ));
+        tasks.spawn(run(camera, subscriber, self.shared.metrics.clone(), stop));
+    }
+
+    /// The window was released when the camera's task ended; now `/hls/<camera>/…` is 404.
+    fn release(&self, camera: &str) {
+        self.shared.cameras.remove(camera);
     }
 
     fn routes(&self) -> Router {

@@ -426,7 +426,6 @@ proptest! {
 fn falling_behind_the_hub_counts_the_dropped_frames() {
     use std::time::Duration;
 
-    use prometheus::Registry;
     use tokio_util::sync::CancellationToken;
 
     use super::{run, CameraHls, HlsMetrics};
@@ -447,7 +446,7 @@ fn falling_behind_the_hub_counts_the_dropped_frames() {
         for i in 0..(RING as i64 * 2) {
             publisher.push(video(i * 40, i % 25 == 0));
         }
-        let metrics = HlsMetrics::register(&Registry::new()).expect("metrics");
+        let metrics = HlsMetrics::register(&crate::metrics::Families::new()).expect("metrics");
         let shutdown = CancellationToken::new();
         let camera = Arc::new(CameraHls::new("cam", PackagerConfig::default()));
         let task = tokio::spawn(run(camera, subscriber, metrics.clone(), shutdown.clone()));

@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::metrics::Families;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -53,7 +53,7 @@ fn routes() -> Router {
 fn tokens_file(dir: &Path, text: &str) -> TokensFile {
     let path = dir.join("tokens");
     std::fs::write(&path, text).unwrap();
-    TokensFile::load(&path, &Registry::new()).unwrap()
+    TokensFile::load(&path, &Families::new()).unwrap()
 }
 
 fn protected(dir: &Path) -> Router {
@@ -299,7 +299,7 @@ async fn a_secret_swapped_by_symlink_like_kubelet_does_is_picked_up_and_a_broken
     };
     version("..v1", &format!("{LIVE_A} live:a\n"));
     std::os::unix::fs::symlink("..data/tokens", d.join("tokens")).unwrap();
-    let registry = Registry::new();
+    let registry = Families::new();
     let file = TokensFile::load(&d.join("tokens"), &registry).unwrap();
     let router = finish(routes(), Some(file.viewer_auth()), &[]);
     let shutdown = CancellationToken::new();

@@ -1,6 +1,7 @@
 use super::*;
 use crate::media::{AudioConfig, VideoConfig};
 use bytes::Bytes;
+use std::time::{Duration, Instant};
 
 fn peer() -> SocketAddr {
     "127.0.0.1:5000".parse().expect("addr")
@@ -176,4 +177,107 @@ fn new_cameras_bump_the_watch() {
     hub.channel("a");
     assert_eq!(*rx.borrow(), before + 1);
     assert_eq!(hub.channels().len(), 1);
+}
+
+#[test]
+fn a_new_camera_beyond_the_cap_is_refused_and_a_known_one_is_not() {
+    let hub = Hub::with_max_cameras(2);
+    let a = hub.publish("a", peer(), false).expect("a");
+    let _b = hub.publish("b", peer(), false).expect("b");
+    assert_eq!(
+        hub.publish("c", peer(), false).err(),
+        Some(PublishError::TooManyCameras {
+            camera: "c".into(),
+            max: 2
+        })
+    );
+    drop(a);
+    // Idle within the grace period, `a` still holds its place and may publish again.
+    assert!(hub.publish("c", peer(), false).is_err());
+    assert!(hub.publish("a", peer(), false).is_ok());
+}
+
+#[test]
+fn an_idle_camera_is_released_after_the_grace_period_and_frees_its_place() {
+    let grace = Duration::from_secs(60);
+    let hub = Hub::with_max_cameras(1);
+    let p = hub.publish("cam", peer(), false).expect("publish");
+    p.set_info(Some(video()), None);
+    let mut sub = p.channel().subscribe();
+    assert_eq!(hub.next_release(grace), None, "live cameras are never due");
+    assert!(hub
+        .begin_release(Instant::now() + grace * 10, grace)
+        .is_empty());
+
+    drop(p);
+    let due = hub.next_release(grace).expect("due once idle");
+    assert!(hub
+        .begin_release(due - Duration::from_millis(1), grace)
+        .is_empty());
+    let released = hub.begin_release(due, grace);
+    assert_eq!(released.len(), 1);
+    assert_eq!(hub.next_release(grace), None, "already releasing");
+
+    // Releasing: gone from the API, its place still taken, its publishers refused.
+    assert!(hub.get("cam").is_none() && hub.channels().is_empty());
+    assert_eq!(hub.len(), 1);
+    assert!(matches!(
+        hub.publish("cam", peer(), false),
+        Err(PublishError::Releasing { .. })
+    ));
+    // The channel is closed: the subscriber reads what was sent, then the end.
+    let events = drain(&mut sub);
+    assert!(matches!(events.last(), Some(Event::End)));
+    assert!(matches!(
+        sub.rx.try_recv(),
+        Err(broadcast::error::TryRecvError::Closed)
+    ));
+
+    hub.forget("cam");
+    assert!(hub.is_empty());
+    let again = hub
+        .publish("other", peer(), false)
+        .expect("the place is free again");
+    assert!(again.channel().is_live());
+}
+
+#[test]
+fn a_publisher_returning_within_the_grace_period_keeps_the_camera() {
+    let grace = Duration::from_secs(60);
+    let hub = Hub::new();
+    let first = hub.publish("cam", peer(), false).expect("publish");
+    let channel = first.channel().clone();
+    drop(first);
+    let due = hub.next_release(grace).expect("idle");
+    let back = hub.publish("cam", peer(), false).expect("back in time");
+    assert!(
+        Arc::ptr_eq(back.channel(), &channel),
+        "the same camera continues"
+    );
+    assert!(hub.begin_release(due + grace, grace).is_empty());
+    assert_eq!(hub.next_release(grace), None);
+}
+
+#[test]
+fn a_session_ending_bumps_the_watch_so_its_release_is_scheduled() {
+    let hub = Hub::new();
+    let p = hub.publish("cam", peer(), false).expect("publish");
+    let rx = hub.watch_cameras();
+    let before = *rx.borrow();
+    drop(p);
+    assert!(*rx.borrow() > before);
+}
+
+#[test]
+fn subscribing_to_a_closed_channel_ends_at_once() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let hub = Hub::new();
+        let channel = hub.channel("cam");
+        hub.close_all();
+        let mut sub = channel.subscribe();
+        assert!(sub.recv().await.is_none());
+    });
 }

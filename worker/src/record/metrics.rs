@@ -1,6 +1,8 @@
 //! Recording's metric families (names per docs/metrics.md), registered in the worker's registry.
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts};
+
+use crate::metrics::Families;
 
 #[derive(Clone)]
 pub struct RecordingMetrics {
@@ -13,7 +15,7 @@ pub struct RecordingMetrics {
 }
 
 impl RecordingMetrics {
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub fn register(registry: &Families) -> Result<Self, prometheus::Error> {
         let m = Self {
             bytes: IntCounterVec::new(
                 Opts::new("kamera_recording_bytes_total", "Bytes written to recording files"),
@@ -49,11 +51,11 @@ impl RecordingMetrics {
                 "Free bytes on the recordings volume",
             )?,
         };
-        registry.register(Box::new(m.bytes.clone()))?;
-        registry.register(Box::new(m.files.clone()))?;
-        registry.register(Box::new(m.errors.clone()))?;
-        registry.register(Box::new(m.dropped.clone()))?;
-        registry.register(Box::new(m.deleted.clone()))?;
+        registry.per_camera(&m.bytes)?;
+        registry.per_camera(&m.files)?;
+        registry.per_camera(&m.errors)?;
+        registry.per_camera(&m.dropped)?;
+        registry.per_camera(&m.deleted)?;
         registry.register(Box::new(m.disk_free.clone()))?;
         Ok(m)
     }

@@ -15,7 +15,7 @@ mod recorder;
 pub mod retention;
 pub mod writer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use crate::config::{Config, FsyncPolicy, MinFree};
 use crate::http::CameraStatus;
 use crate::hub::Channel;
-use crate::stage::Stage;
+use crate::stage::{Cameras, Stage};
 pub use metrics::RecordingMetrics;
 
 /// How often retention runs when nothing else wakes it.
@@ -104,7 +104,7 @@ pub struct Shared {
     metrics: RecordingMetrics,
     /// `.part` files being written: recovery and retention never touch them.
     open: Mutex<HashSet<PathBuf>>,
-    cameras: Mutex<HashMap<String, CameraState>>,
+    cameras: Cameras<CameraState>,
     /// Wakes the maintenance task (a file closed, or the disk ran low).
     retention_wake: Notify,
     /// Set once leftover `.part` files are recovered: recorders open no file before, so
@@ -114,8 +114,7 @@ pub struct Shared {
 
 impl Shared {
     fn set_state(&self, camera: &str, f: impl FnOnce(&mut CameraState)) {
-        let mut cameras = self.cameras.lock().unwrap_or_else(|e| e.into_inner());
-        f(cameras.entry(camera.to_string()).or_default());
+        self.cameras.update(camera, f);
     }
 
     fn remember_open(&self, part: &Path) {
@@ -144,11 +143,6 @@ impl Shared {
         let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
         let _ = cvar.wait_timeout_while(guard, timeout, |done| !*done);
     }
-
-    fn has_open_file(&self, camera: &str) -> bool {
-        let cameras = self.cameras.lock().unwrap_or_else(|e| e.into_inner());
-        cameras.get(camera).is_some_and(|c| c.file.is_some())
-    }
 }
 
 /// The recording stage.
@@ -161,7 +155,7 @@ impl Recording {
     /// which stops with `shutdown`. Recorders start as cameras attach.
     pub fn start(
         config: &Config,
-        registry: &prometheus::Registry,
+        registry: &crate::metrics::Families,
         tasks: &mut JoinSet<()>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, prometheus::Error> {
@@ -177,7 +171,7 @@ impl Recording {
                 settings,
                 metrics,
                 open: Mutex::new(HashSet::new()),
-                cameras: Mutex::new(HashMap::new()),
+                cameras: Cameras::default(),
                 retention_wake: Notify::new(),
                 recovered: (Mutex::new(false), Condvar::new()),
             }),
@@ -267,12 +261,12 @@ fn apply_retention(shared: &Shared) {
 }
 
 impl Stage for Recording {
-    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, shutdown: CancellationToken) {
+    fn attach(&self, channel: Arc<Channel>, tasks: &mut JoinSet<()>, stop: CancellationToken) {
         let camera = channel.name().to_string();
         let sub = channel.subscribe();
         let shared = self.shared.clone();
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread_shutdown = shutdown.clone();
+        let thread_shutdown = stop.clone();
         let thread_camera = camera.clone();
         // A dedicated thread: file writes and fsync block, and must never stall the reactor.
         let spawned = std::thread::Builder::new()
@@ -285,19 +279,24 @@ impl Stage for Recording {
             warn!(camera = %camera, error = %e, "cannot start the recorder thread; this camera is not recorded");
             return;
         }
-        let shared = self.shared.clone();
         tasks.spawn(async move {
             tokio::select! {
                 _ = &mut done_rx => {}
-                _ = shutdown.cancelled() => {
-                    // The recorder notices shutdown at its next event (ingest ending sends one);
-                    // wait for it only if it has a file to close.
-                    if shared.has_open_file(&camera) {
-                        let _ = tokio::time::timeout(CLOSE_GRACE, done_rx).await;
+                _ = stop.cancelled() => {
+                    // The hub closes the channel with the stop (release, shutdown): the recorder
+                    // reads what is left, closes its file and ends. A thread stuck on a dead disk
+                    // is given up on after the grace.
+                    if tokio::time::timeout(CLOSE_GRACE, done_rx).await.is_err() {
+                        warn!(camera = %camera, "the recorder did not stop within {CLOSE_GRACE:?}");
                     }
                 }
             }
         });
+    }
+
+    /// The recorder closed its file when its thread ended; forget the camera's API state.
+    fn release(&self, camera: &str) {
+        self.shared.cameras.remove(camera);
     }
 
     fn routes(&self) -> Router {
@@ -311,12 +310,7 @@ impl CameraStatus for Recording {
     }
 
     fn status(&self, camera: &str) -> Option<serde_json::Value> {
-        let cameras = self
-            .shared
-            .cameras
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let c = cameras.get(camera)?;
+        let c = self.shared.cameras.get(camera)?;
         Some(json!({
             "state": c.state,
             "file": c.file,

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::demux::{Demuxer, Output};
 use crate::auth::PublishPolicy;
 use crate::drops::DropLog;
-use crate::hub::{Hub, Publisher};
+use crate::hub::{Hub, PublishError, Publisher};
 use crate::media::Track;
 use crate::metrics::Metrics;
 
@@ -287,8 +287,21 @@ impl Connection {
                 session.accept_request(request_id).map_err(protocol)
             }
             Err(e) => {
-                warn!(reason = %e, "publish refused: a second publisher on a live camera");
-                sessions.with_label_values(&["busy"]).inc();
+                let result = match &e {
+                    PublishError::AlreadyLive { .. } => {
+                        warn!(reason = %e, "publish refused: a second publisher on a live camera");
+                        "busy"
+                    }
+                    PublishError::TooManyCameras { max, .. } => {
+                        warn!(%camera, max_cameras = max, reason = %e, "publish refused: the worker holds --max-cameras cameras");
+                        "too_many_cameras"
+                    }
+                    PublishError::Releasing { .. } => {
+                        warn!(%camera, reason = %e, "publish refused: the camera is being released");
+                        "releasing"
+                    }
+                };
+                sessions.with_label_values(&[result]).inc();
                 self.refused = true;
                 session
                     .reject_request(request_id, "NetStream.Publish.BadName", &e.to_string())

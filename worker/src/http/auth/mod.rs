@@ -21,7 +21,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -29,6 +29,7 @@ use tracing::{debug, info, warn};
 use self::access::Access;
 use self::tokens::{Need, Tokens};
 use super::json_error;
+use crate::metrics::Families;
 
 /// How often the tokens file is re-read. Reading a small file costs next to nothing, and
 /// comparing contents (not mtimes) sees a Kubernetes Secret swapped in by symlink too.
@@ -62,7 +63,7 @@ struct AuthMetrics {
 }
 
 impl AuthMetrics {
-    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    fn register(registry: &Families) -> Result<Self, prometheus::Error> {
         let m = Self {
             denied: IntCounterVec::new(
                 Opts::new(
@@ -99,7 +100,7 @@ pub struct TokensFile {
 impl TokensFile {
     /// Reads and parses the file; there is no last good file to fall back on, so any problem
     /// is an error (the worker refuses to start rather than serve without the tokens).
-    pub fn load(path: &Path, registry: &Registry) -> Result<Self, TokensFileError> {
+    pub fn load(path: &Path, registry: &Families) -> Result<Self, TokensFileError> {
         let bytes = read_limited(path).map_err(|reason| TokensFileError::Read {
             path: path.to_path_buf(),
             reason,
@@ -478,7 +479,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_or_invalid_file_refuses_to_start() {
-        let registry = Registry::new();
+        let registry = Families::new();
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing");
         let e = TokensFile::load(&missing, &registry).err().unwrap();
