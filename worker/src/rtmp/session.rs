@@ -10,8 +10,7 @@ use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
@@ -49,9 +48,10 @@ enum SessionError {
     Protocol(String),
 }
 
-/// Runs one connection to its end.
-pub async fn run(
-    stream: TcpStream,
+/// Runs one connection to its end. The stream is a TCP socket in the server; any byte stream
+/// (an in-memory one in tests and fuzzing) drives the same session logic.
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     peer: SocketAddr,
     ctx: Arc<IngestContext>,
     shutdown: CancellationToken,
@@ -81,8 +81,8 @@ pub async fn run(
     .await
 }
 
-struct Connection {
-    stream: TcpStream,
+struct Connection<S> {
+    stream: S,
     peer: SocketAddr,
     ctx: Arc<IngestContext>,
     publisher: Option<Publisher>,
@@ -93,7 +93,7 @@ struct Connection {
     refused: bool,
 }
 
-impl Connection {
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn serve(&mut self, shutdown: CancellationToken) -> Result<(), SessionError> {
         let remaining = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake())
             .await
