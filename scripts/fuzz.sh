@@ -20,6 +20,8 @@ sanitizer="${FUZZ_SANITIZER:-address}"
 nice_level="${FUZZ_NICE:-19}"
 targets="${FUZZ_TARGETS:-$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^kamera-worker-fuzz$')}"
 
+# Instrumented builds never share a target dir with normal ones (FUZZ_TARGET_DIR to move it).
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target}"
 # cargo-fuzz needs nightly compiler flags (-Zsanitizer, -Cpasses=sancov-module); only the
 # stable toolchain is installed, and RUSTC_BOOTSTRAP admits them there.
 export RUSTC_BOOTSTRAP=1
