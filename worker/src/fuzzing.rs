@@ -545,6 +545,17 @@ mod tests {
         assert!(published, "no seed published 160x120 video with audio");
     }
 
+    /// Found by `rtmp_session`: rml_rtmp 0.8.0 panics on an AMF0 command with fewer than
+    /// three values; the session must contain it and end with an error.
+    #[test]
+    fn an_amf0_command_with_too_few_values_ends_the_session_without_a_panic() {
+        let input =
+            fuzz_dir().join("regressions/rtmp_session/amf0-command-with-fewer-than-three-values");
+        let data = std::fs::read(input).expect("regression input");
+        let outcome = std::panic::catch_unwind(|| rtmp_session_into_hub(&data));
+        assert!(outcome.is_ok(), "the session let a panic out");
+    }
+
     #[test]
     fn sample_playlist_lists_its_uris() {
         let carried = with_token(SAMPLE_PLAYLIST, "abc");
