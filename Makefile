@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
 
-.PHONY: setup run test build bench soak clean
+.PHONY: setup run test build bench soak fuzz fuzz-seeds clean
 
 setup:
 	@bash scripts/setup.sh test
@@ -23,6 +23,17 @@ bench: setup
 # One hour of mixed load (bench/soak.py); SOAK_ARGS="--minutes 4 --cameras 4" for a short check.
 soak: build
 	python3 bench/soak.py $(SOAK_ARGS)
+
+# Every fuzz target in turn (docs/fuzzing.md): FUZZ_SECONDS per target (default 60) or
+# FUZZ_RUNS executions; crash inputs land in fuzz/artifacts.
+fuzz:
+	@bash scripts/setup.sh fuzz
+	@bash scripts/fuzz.sh
+
+# Regenerates the committed seed corpora from real ffmpeg, worker and SDK sessions.
+fuzz-seeds:
+	@bash scripts/setup.sh run
+	@python3 fuzz/seeds.py
 
 clean:
 	cargo clean

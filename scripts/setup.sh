@@ -3,7 +3,8 @@
 # Idempotent: every step checks first and does nothing when the tool is already there.
 set -euo pipefail
 
-# `run` installs what running Kamera needs; `test` (the default) also the test tools.
+# `run` installs what running Kamera needs; `test` (the default) also the test tools;
+# `fuzz` what building Kamera needs and cargo-fuzz (`make fuzz`).
 export KAMERA_SETUP_FOR="${1:-test}"
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -35,5 +36,7 @@ echo "setup: Debian packages ready"
 # Further, independent setup steps (Python tools, helm/kubectl, browser), each idempotent.
 for step in "$root"/scripts/setup.d/*.sh; do
   [ -e "$step" ] || continue
+  # Fuzzing needs the build packages above and its own step, none of the test tools.
+  if [ "$KAMERA_SETUP_FOR" = fuzz ] && [[ "$step" != *-fuzz.sh ]]; then continue; fi
   bash "$step"
 done

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod drops;
 pub mod fmp4;
 pub mod frames;
+pub mod fuzzing;
 pub mod hls;
 pub mod http;
 pub mod hub;

@@ -42,7 +42,7 @@ pub enum SocketError {
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
-enum ConnError {
+pub(crate) enum ConnError {
     #[error("i/o: {0}")]
     Io(#[from] io::Error),
     #[error("line longer than {MAX_LINE} bytes")]
@@ -241,8 +241,9 @@ async fn read_hello(
     }
 }
 
-/// Reads one line from a processor (at most [`MAX_LINE`] bytes).
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+/// Reads one line from a processor (at most [`MAX_LINE`] bytes, without its newline), or `None` at end of stream. Cancel-safe: a partial
+/// line stays in `buf` for the next call.
+pub(crate) async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
 ) -> Result<Option<Vec<u8>>, ConnError> {

@@ -7,7 +7,7 @@
 pub mod packager;
 mod page;
 pub mod playlist;
-mod routes;
+pub(crate) mod routes;
 #[cfg(test)]
 mod tests;
 

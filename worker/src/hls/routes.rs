@@ -23,7 +23,7 @@ const MP4: &str = "video/mp4";
 /// How long `index.m3u8` waits for a camera that is connecting to have a configuration.
 const INDEX_WAIT: Duration = Duration::from_secs(5);
 /// Highest `_HLS_part` index accepted: parts beyond this could never exist.
-const MAX_PART_INDEX: u64 = 10_000;
+pub(crate) const MAX_PART_INDEX: u64 = 10_000;
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -144,34 +144,20 @@ async fn media_playlist(
     query: &HashMap<String, String>,
     held: impl FnOnce() -> Held,
 ) -> Response {
-    let number = |key: &'static str| match query.get(key) {
-        None => Ok(None),
-        Some(v) => v.parse::<u64>().map(Some).map_err(|_| key),
+    let reload = match Reload::parse(query) {
+        Ok(r) => r,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, message),
     };
-    let (msn, part) = match (number("_HLS_msn"), number("_HLS_part")) {
-        (Ok(m), Ok(p)) => (m, p),
-        (Err(key), _) | (_, Err(key)) => {
-            return json_error(StatusCode::BAD_REQUEST, format!("{key} must be a number"))
-        }
-    };
-    let skip = query
-        .get("_HLS_skip")
-        .is_some_and(|v| v == "YES" || v == "v2");
+    let (part, skip) = (reload.part, reload.skip);
     let render = |p: &Packager| playlist::media(p, skip);
 
-    let Some(msn) = msn else {
-        if part.is_some() {
-            return json_error(StatusCode::BAD_REQUEST, "_HLS_part requires _HLS_msn");
-        }
+    let Some(msn) = reload.msn else {
         let p = cam.lock();
         if p.segments().is_empty() && !p.is_live() {
             return json_error(StatusCode::NOT_FOUND, "camera is not live");
         }
         return playlist_response(render(&p));
     };
-    if part.is_some_and(|i| i > MAX_PART_INDEX) {
-        return json_error(StatusCode::BAD_REQUEST, "_HLS_part is out of range");
-    }
     {
         // RFC 8216bis 6.2.5.2: more than two segments beyond the last one is a bad request.
         let p = cam.lock();
@@ -192,6 +178,44 @@ async fn media_playlist(
             StatusCode::SERVICE_UNAVAILABLE,
             "the requested segment or part did not appear in time",
         ),
+    }
+}
+
+/// The LL-HLS query parameters of a media playlist request (RFC 8216bis 6.2.5), checked as
+/// far as they can be without the playlist: numbers, `_HLS_part` only with `_HLS_msn`, and a
+/// part index that could exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reload {
+    /// `_HLS_msn`: block until this media sequence number is in the playlist.
+    pub msn: Option<u64>,
+    /// `_HLS_part`: and until this part of it.
+    pub part: Option<u64>,
+    /// `_HLS_skip=YES` (or `v2`): a delta update.
+    pub skip: bool,
+}
+
+impl Reload {
+    /// Reads the parameters from a decoded query; `Err` is the 400 message.
+    pub(crate) fn parse(query: &HashMap<String, String>) -> Result<Self, String> {
+        let number = |key: &'static str| match query.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("{key} must be a number")),
+        };
+        let msn = number("_HLS_msn")?;
+        let part = number("_HLS_part")?;
+        let skip = query
+            .get("_HLS_skip")
+            .is_some_and(|v| v == "YES" || v == "v2");
+        if msn.is_none() && part.is_some() {
+            return Err("_HLS_part requires _HLS_msn".into());
+        }
+        if part.is_some_and(|i| i > MAX_PART_INDEX) {
+            return Err("_HLS_part is out of range".into());
+        }
+        Ok(Self { msn, part, skip })
     }
 }
 
@@ -268,7 +292,7 @@ fn find_part(p: &Packager, msn: u64, index: usize) -> Lookup {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum File {
+pub(crate) enum File {
     Index,
     Media,
     Init(Option<u64>),
@@ -276,7 +300,7 @@ enum File {
     Part(u64, usize),
 }
 
-fn parse_file(name: &str) -> Option<File> {
+pub(crate) fn parse_file(name: &str) -> Option<File> {
     match name {
         "index.m3u8" => return Some(File::Index),
         "stream.m3u8" => return Some(File::Media),

@@ -8,7 +8,7 @@
 
 pub mod catalog;
 pub mod disk;
-mod http;
+pub(crate) mod http;
 mod metrics;
 pub mod naming;
 mod recorder;

@@ -1,7 +1,9 @@
 //! One RTMP connection: handshake, `connect`/`publish`, then audio/video messages through the
 //! demuxer into the hub. Every error ends this session only, with a log line saying why.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,8 +12,7 @@ use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
@@ -49,9 +50,39 @@ enum SessionError {
     Protocol(String),
 }
 
-/// Runs one connection to its end.
-pub async fn run(
-    stream: TcpStream,
+thread_local! {
+    /// True while this thread is inside an rml_rtmp call made through [`contained`].
+    static IN_RML_RTMP: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Calls into rml_rtmp, which panics on some malformed input instead of returning an error
+/// (0.8.0: an AMF0 command with fewer than three values, found by fuzzing; see
+/// docs/fuzzing.md). The panic is caught here and ends this session like any protocol
+/// error, with its log line and its cleanup, instead of unwinding through the task.
+fn contained<T, E: std::fmt::Display>(
+    call: impl FnOnce() -> Result<T, E>,
+) -> Result<T, SessionError> {
+    IN_RML_RTMP.with(|c| c.set(true));
+    let result = catch_unwind(AssertUnwindSafe(call));
+    IN_RML_RTMP.with(|c| c.set(false));
+    match result {
+        Ok(r) => r.map_err(|e| SessionError::Protocol(e.to_string())),
+        Err(_) => Err(SessionError::Protocol(
+            "malformed message (the RTMP library panicked on it)".into(),
+        )),
+    }
+}
+
+/// True while the current thread is inside an rml_rtmp call whose panic the session catches:
+/// a panic hook can leave such a panic alone (the fuzz targets do).
+pub fn panicking_in_rml_rtmp() -> bool {
+    IN_RML_RTMP.with(Cell::get)
+}
+
+/// Runs one connection to its end. The stream is a TCP socket in the server; any byte stream
+/// (an in-memory one in tests and fuzzing) drives the same session logic.
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     peer: SocketAddr,
     ctx: Arc<IngestContext>,
     shutdown: CancellationToken,
@@ -81,8 +112,8 @@ pub async fn run(
     .await
 }
 
-struct Connection {
-    stream: TcpStream,
+struct Connection<S> {
+    stream: S,
     peer: SocketAddr,
     ctx: Arc<IngestContext>,
     publisher: Option<Publisher>,
@@ -93,7 +124,7 @@ struct Connection {
     refused: bool,
 }
 
-impl Connection {
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn serve(&mut self, shutdown: CancellationToken) -> Result<(), SessionError> {
         let remaining = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake())
             .await
@@ -103,9 +134,7 @@ impl Connection {
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
         self.apply(&mut session, initial).await?;
         if !remaining.is_empty() {
-            let results = session
-                .handle_input(&remaining)
-                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            let results = contained(|| session.handle_input(&remaining))?;
             self.apply(&mut session, results).await?;
         }
 
@@ -125,9 +154,7 @@ impl Connection {
             if n == 0 {
                 return Ok(());
             }
-            let results = session
-                .handle_input(&buf[..n])
-                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            let results = contained(|| session.handle_input(&buf[..n]))?;
             self.apply(&mut session, results).await?;
             if self.refused {
                 let _ = self.stream.shutdown().await;

@@ -7,7 +7,7 @@
 //! re-read while the worker runs ([`TokensFile::watch`]); a broken file keeps the last good
 //! tokens. Media stages know nothing of this: the middleware wraps the finished router.
 
-mod access;
+pub(crate) mod access;
 pub mod playlist;
 pub mod tokens;
 
@@ -233,13 +233,13 @@ impl Seen {
 }
 
 /// Where the request's token came from: only a query token is carried into playlists.
-enum Presented {
+pub(crate) enum Presented {
     Header(String),
     Query(String),
 }
 
 impl Presented {
-    fn token(&self) -> &str {
+    pub(crate) fn token(&self) -> &str {
         match self {
             Presented::Header(t) | Presented::Query(t) => t,
         }
@@ -247,7 +247,7 @@ impl Presented {
 }
 
 /// The request's token: a Bearer `Authorization` header wins over a `token` query parameter.
-fn presented(request: &Request) -> Option<Presented> {
+pub(crate) fn presented(request: &Request) -> Option<Presented> {
     let bearer = request
         .headers()
         .get(header::AUTHORIZATION)
