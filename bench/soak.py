@@ -33,6 +33,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -378,6 +379,9 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=30, help="seconds between memory samples")
     ap.add_argument("--settle-minutes", type=float, default=10, help="the slope is taken after this")
     ap.add_argument("--worker", type=Path, default=default_worker())
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work dir (recordings, logs); by default it is removed after the figures, "
+                         "since an hour of 16 cameras records tens of GiB")
     ap.add_argument("--out", help="results file stem (default: <date>-<machine>-soak[-smoke])")
     args = ap.parse_args()
     if not args.worker.exists():
@@ -541,7 +545,11 @@ def main() -> int:
     md = report(result, settle)
     (RESULTS / f"{stem}.md").write_text(md)
     print(md)
-    print(f"soak: wrote {RESULTS / stem}.json and .md; work dir {work}")
+    if args.keep:
+        print(f"soak: wrote {RESULTS / stem}.json and .md; work dir kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"soak: wrote {RESULTS / stem}.json and .md; work dir removed (--keep keeps it)")
     return 0 if all(checks.values()) else 1
 
 

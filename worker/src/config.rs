@@ -109,8 +109,10 @@ pub struct Config {
     #[arg(long, env = "KAMERA_RETENTION_MAX_SIZE", value_parser = parse_bytes)]
     pub retention_max_size: Option<u64>,
 
-    /// Stop recording when free space on the data volume drops below this (`5%` or `1GiB`).
-    #[arg(long, env = "KAMERA_MIN_FREE", default_value = "5%", value_parser = parse_min_free)]
+    /// Stop recording when free space on the data volume drops below this: `5%`, `1GiB`, or
+    /// both (`5%,1GiB`: the smaller of the two, so a large shared disk does not hold back
+    /// tens of gigabytes while a small volume keeps a proportionate reserve).
+    #[arg(long, env = "KAMERA_MIN_FREE", default_value = "5%,1GiB", value_parser = parse_min_free)]
     pub min_free: MinFree,
 
     /// Frames extracted per second per camera for processors (e.g. `1`, `0.5`, `5`).
@@ -346,41 +348,70 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((value * multiplier) as u64)
 }
 
-/// Free space to keep on the data volume.
+/// Free space to keep on the data volume: a share of it, a size, or the smaller of both.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum MinFree {
+pub struct MinFree {
     /// A share of the volume, in percent.
-    Percent(f64),
+    pub percent: Option<f64>,
     /// An absolute number of bytes.
-    Bytes(u64),
+    pub bytes: Option<u64>,
 }
 
 impl MinFree {
+    pub const fn percent(p: f64) -> Self {
+        MinFree {
+            percent: Some(p),
+            bytes: None,
+        }
+    }
+
+    pub const fn bytes(b: u64) -> Self {
+        MinFree {
+            percent: None,
+            bytes: Some(b),
+        }
+    }
+
     /// The threshold in bytes for a volume of `total` bytes.
     pub fn bytes_for(&self, total: u64) -> u64 {
-        match *self {
-            MinFree::Percent(p) => (total as f64 * p / 100.0) as u64,
-            MinFree::Bytes(b) => b,
+        let share = self.percent.map(|p| (total as f64 * p / 100.0) as u64);
+        match (share, self.bytes) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => 0,
         }
     }
 }
 
-/// Parses `5%` or a size such as `1GiB`.
+/// Parses `5%`, a size such as `1GiB`, or both separated by a comma (the smaller applies).
 pub fn parse_min_free(s: &str) -> Result<MinFree, String> {
-    match s.trim().strip_suffix('%') {
-        Some(p) => {
-            let p: f64 = p
-                .trim()
-                .parse()
-                .map_err(|_| format!("invalid percentage {s:?}"))?;
-            if (0.0..100.0).contains(&p) {
-                Ok(MinFree::Percent(p))
-            } else {
-                Err(format!("invalid percentage {s:?}: must be in 0..100"))
+    let mut out = MinFree {
+        percent: None,
+        bytes: None,
+    };
+    for part in s.split(',') {
+        match part.trim().strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("invalid percentage {part:?}"))?;
+                if !(0.0..100.0).contains(&p) {
+                    return Err(format!("invalid percentage {part:?}: must be in 0..100"));
+                }
+                if out.percent.replace(p).is_some() {
+                    return Err(format!("{s:?}: more than one percentage"));
+                }
+            }
+            None => {
+                if out.bytes.replace(parse_bytes(part)?).is_some() {
+                    return Err(format!("{s:?}: more than one size"));
+                }
             }
         }
-        None => parse_bytes(s).map(MinFree::Bytes),
     }
+    Ok(out)
 }
 
 /// Parses a strictly positive, finite number (frame rates).
@@ -463,9 +494,18 @@ mod tests {
         assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
         assert_eq!(parse_bytes("1024"), Ok(1024));
         assert!(parse_bytes("5 parsecs").is_err());
-        assert_eq!(parse_min_free("5%"), Ok(MinFree::Percent(5.0)));
-        assert_eq!(parse_min_free("1GiB"), Ok(MinFree::Bytes(1 << 30)));
-        assert_eq!(MinFree::Percent(5.0).bytes_for(1000), 50);
+        assert_eq!(parse_min_free("5%"), Ok(MinFree::percent(5.0)));
+        assert_eq!(parse_min_free("1GiB"), Ok(MinFree::bytes(1 << 30)));
+        let both = parse_min_free("5%, 1GiB").unwrap();
+        assert_eq!(
+            both.bytes_for(10 << 30),
+            512 << 20,
+            "5 % of a 10 GiB volume"
+        );
+        assert_eq!(both.bytes_for(1 << 40), 1 << 30, "1 GiB of a 1 TiB disk");
+        assert!(parse_min_free("5%,6%").is_err());
+        assert!(parse_min_free("1GiB,2GiB").is_err());
+        assert_eq!(MinFree::percent(5.0).bytes_for(1000), 50);
         assert!(parse_min_free("150%").is_err());
     }
 

@@ -49,11 +49,11 @@ mod tests {
             available: 1_000,
             total: 10_000,
         };
-        assert!(may_write(MinFree::Percent(5.0), s, 400));
-        assert!(may_write(MinFree::Percent(5.0), s, 500));
-        assert!(!may_write(MinFree::Percent(5.0), s, 501));
-        assert!(!may_write(MinFree::Bytes(2_000), s, 0));
-        assert!(!may_write(MinFree::Bytes(0), s, 1_001));
+        assert!(may_write(MinFree::percent(5.0), s, 400));
+        assert!(may_write(MinFree::percent(5.0), s, 500));
+        assert!(!may_write(MinFree::percent(5.0), s, 501));
+        assert!(!may_write(MinFree::bytes(2_000), s, 0));
+        assert!(!may_write(MinFree::bytes(0), s, 1_001));
     }
 
     #[test]
@@ -62,8 +62,8 @@ mod tests {
             available: 100,
             total: 10_000,
         };
-        assert_eq!(deficit(MinFree::Percent(5.0), s), 400);
-        assert_eq!(deficit(MinFree::Bytes(50), s), 0);
+        assert_eq!(deficit(MinFree::percent(5.0), s), 400);
+        assert_eq!(deficit(MinFree::bytes(50), s), 0);
     }
 
     #[test]
