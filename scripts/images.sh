@@ -5,6 +5,8 @@
 #   scripts/images.sh [--arch amd64,arm64] [--binaries] [IMAGE...]
 #
 # --binaries: only the release binaries (build/images/bin/<arch>/), no images.
+# --out DIR: write the archives there instead of build/images/ (the tests' one-arch archives
+#   go to build/images/test/, so that they never replace the multi-arch ones).
 # IMAGE: worker operator processor-basic processor-motion (the default set) and processor-yolo
 # (opt-in: ultralytics pulls PyTorch, several GiB). --arch defaults to amd64,arm64 (KAMERA_ARCHES).
 #
@@ -21,11 +23,13 @@ cd "$root"
 arches="${KAMERA_ARCHES:-amd64,arm64}"
 images=()
 binaries_only=false
+archives=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --arch) arches="$2"; shift 2 ;;
     --arch=*) arches="${1#--arch=}"; shift ;;
     --binaries) binaries_only=true; shift ;;
+    --out) archives="$2"; shift 2 ;;
     -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) images+=("$1"); shift ;;
   esac
@@ -35,7 +39,8 @@ IFS=, read -r -a arch_list <<<"$arches"
 
 out="$root/build/images"
 cache="$out/cache"
-mkdir -p "$cache"
+archives="$(realpath -m "${archives:-$out}")"
+mkdir -p "$cache" "$archives"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
@@ -150,23 +155,24 @@ for image in "${images[@]}"; do
 
   # One OCI archive per image: an index of every arch built, named by version and commit;
   # the reference inside is repository:version, the tag the chart uses by default.
-  archive="$out/$name-$version-$commit.oci.tar"
+  archive="$archives/$name-$version-$commit.oci.tar"
   index_key="$(echo "$keys" | sha256sum | cut -c1-16)"
-  stamp="$cache/$image-index.key"
+  stamp="$cache/$image-index-$(echo "$archives" | sha256sum | cut -c1-8).key"
   if [ ! -f "$archive" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$index_key" ]; then
     list="$repo/$name:$version"
     buildah manifest rm "$list" >/dev/null 2>&1 || true
-    buildah rmi "$list" >/dev/null 2>&1 || true
     buildah manifest create "$list" >/dev/null
     for ref in "${refs[@]}"; do buildah manifest add "$list" "containers-storage:$ref" >/dev/null; done
-    rm -f "$out/$name-"*.oci.tar
+    rm -f "$archives/$name-"*.oci.tar
     buildah manifest push --quiet --all --format oci "$list" "oci-archive:$archive:$list" >/dev/null
+    # The archive is the product; a list left in buildah's storage only confuses `buildah images`.
+    buildah manifest rm "$list" >/dev/null
     echo "$index_key" > "$stamp"
   fi
-  ln -sf "$(basename "$archive")" "$out/$name.oci.tar"
+  ln -sf "$(basename "$archive")" "$archives/$name.oci.tar"
   summary+=("$(printf '%-26s %8s MiB  %s  (%s)' "$name" \
     "$(( $(stat -c %s "$archive") / 1048576 ))" "$(basename "$archive")" "${arch_list[*]}")")
 done
 
-printf '\n%s\n' "Images (OCI archives, compressed layers of every arch) in build/images:" >&2
+printf '\n%s\n' "Images (OCI archives, compressed layers of every arch) in ${archives#"$root"/}:" >&2
 for line in "${summary[@]}"; do echo "  $line" >&2; done

@@ -30,8 +30,10 @@ sources() {
   fi
 }
 
-# Trim what no container needs, as the registry's slim images do.
+# Trim what no container needs, as the registry's slim images do; merged /usr made by
+# mmdebstrap's hook rather than the usrmerge package (which would pull in perl).
 slim_opts=(
+  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
   --dpkgopt='path-exclude=/usr/share/man/*'
   --dpkgopt='path-exclude=/usr/share/doc/*'
   --dpkgopt='path-include=/usr/share/doc/*/copyright'
@@ -71,7 +73,7 @@ rootfs() {  # NAME OUT.tar
 
 for name in "$@"; do
   image="localhost/kamera-base/$name:bookworm-$arch"
-  key="$( (sha256sum "$0"; sources) | sha256sum | cut -c1-16)"
+  key="$( (sha256sum < "$0"; sources) | sha256sum | cut -c1-16)"
   stamp="$cache/base-$name-$arch.key"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ] && buildah inspect --type image "$image" >/dev/null 2>&1; then
     echo "$image"
@@ -79,7 +81,10 @@ for name in "$@"; do
   fi
   echo "images: making base $image with mmdebstrap" >&2
   tar="$cache/base-$name-$arch.tar"
-  rootfs "$name" "$tar" >&2
+  if ! rootfs "$name" "$tar" > "$cache/base-$name-$arch.log" 2>&1; then
+    cat "$cache/base-$name-$arch.log" >&2
+    exit 1
+  fi
   ctr="$(buildah from --arch "$arch" scratch)"
   buildah add --quiet "$ctr" "$tar" / >/dev/null
   buildah config --arch "$arch" --os linux \

@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 arch="$(dpkg --print-architecture)"
-bash scripts/images.sh --arch "$arch" worker operator processor-basic
+bash scripts/images.sh --arch "$arch" --out build/images/test worker operator processor-basic
 .venv/bin/python -m pytest -q tests/images

@@ -21,6 +21,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "build" / "images"
+# The one-arch archives scripts/test.d/60-images.sh builds for the tests.
+ARCHIVES = IMAGES / "test"
 ARCH = {"x86_64": "amd64", "aarch64": "arm64"}[platform.machine()]
 
 
@@ -31,8 +33,8 @@ def run(*cmd, **kw):
 def archive_of(image: str) -> pathlib.Path:
     """The OCI archive `make images` wrote for an image reference (by repository name)."""
     name = image.rsplit("/", 1)[-1].split(":", 1)[0]
-    path = IMAGES / f"{name}.oci.tar"
-    assert path.exists(), f"{path} is missing: run `make images` (make test builds it)"
+    path = ARCHIVES / f"{name}.oci.tar"
+    assert path.exists(), f"{path} is missing: run scripts/test.d/60-images.sh (make test does)"
     return path
 
 
@@ -61,6 +63,7 @@ def blob(layout: pathlib.Path, digest: str) -> dict:
 def manifest_size(archive: pathlib.Path, work: pathlib.Path) -> int:
     """Bytes a node pulls for the host arch's image: config plus compressed layers."""
     layout = work / "size" / archive.name
+    layout.parent.mkdir(parents=True, exist_ok=True)
     run("skopeo", "copy", "--quiet", f"oci-archive:{archive}", f"oci:{layout}:image")
     index = json.loads((layout / "index.json").read_text())
     manifest = blob(layout, index["manifests"][0]["digest"])
@@ -72,7 +75,7 @@ class Pod:
 
     def __init__(self, spec: dict, name: str, work: pathlib.Path):
         self.spec, self.name, self.work = spec, name, work
-        self.netns = f"kamera-pod-{os.getpid()}"
+        self.netns = f"kamera-{name}-{os.getpid()}"
         self.state = work / "runc"
         self.volumes = work / "volumes"
         self.running: dict[str, subprocess.Popen] = {}
@@ -191,6 +194,21 @@ class Pod:
             proc.wait(timeout=10)
         subprocess.run(["runc", "--root", str(self.state), "delete", "--force", self.cid(name)], capture_output=True)
 
+    def pid(self, name: str) -> int | None:
+        """The container's init process, once runc has it running."""
+        r = subprocess.run(["runc", "--root", str(self.state), "state", self.cid(name)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            return None
+        state = json.loads(r.stdout)
+        return state["pid"] if state["status"] == "running" else None
+
+    def wait_running(self, name: str) -> int:
+        """Waits until the container runs; fails with its log when it exited instead."""
+        pid = wait_for(f"container {name} to run", lambda: self.pid(name) or self.exited(name) is not None)
+        assert self.exited(name) is None, f"container {name} exited:\n{self.log(name)}"
+        return pid
+
     def exited(self, name: str) -> int | None:
         return self.running[name].poll()
 
@@ -212,7 +230,7 @@ def home_of(rootfs: pathlib.Path, uid: int) -> str:
     return "/"
 
 
-def wait_for(what: str, check, timeout: float = 60, interval: float = 0.3):
+def wait_for(what: str, check, timeout: float = 120, interval: float = 0.3):
     """Polls `check` until it returns something truthy, failing after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last = None
