@@ -105,16 +105,19 @@ recipe() {  # IMAGE ARCH -> sets dockerfile, base, base_arg, inputs
   esac
 }
 
-for arch in "${arch_list[@]}"; do
-  crates=()
-  for image in "${images[@]}"; do
-    case "$image" in worker|operator) crates+=("$image") ;; esac
-  done
-  if [ ${#crates[@]} -gt 0 ]; then
-    log "cargo build --profile image ${crates[*]} ($arch)"
-    binaries "$arch" "${crates[@]}"
-  fi
+# Both binaries, always, whichever images were asked for: cargo unifies dependency features over
+# the packages of one build, so building one crate alone would recompile shared dependencies
+# and invalidate the other's (minutes, each time the set changes).
+needs_binaries=false
+for image in "${images[@]}"; do
+  case "$image" in worker|operator) needs_binaries=true ;; esac
 done
+if $needs_binaries; then
+  for arch in "${arch_list[@]}"; do
+    log "cargo build --profile image worker operator ($arch)"
+    binaries "$arch" worker operator
+  done
+fi
 
 $binaries_only && exit 0
 
