@@ -302,3 +302,18 @@ def test_lease_timings_reach_the_operator():
     deploy = next(o for o in render() if o["kind"] == "Deployment")
     env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert (env["KAMERA_LEASE_DURATION"], env["KAMERA_RENEW_DEADLINE"], env["KAMERA_RETRY_PERIOD"]) == ("15s", "10s", "2s")
+
+
+def notes(*sets):
+    args = ["install", "kamera", str(CHART), "--dry-run", "--namespace", "kamera"]
+    for s in sets:
+        args += ["--set", s]
+    out = helm(*args).stdout
+    return out[out.index("NOTES:"):]
+
+
+def test_notes_say_the_default_image_repositories_are_placeholders():
+    assert "placeholder" in notes() and "make images" in notes()
+    own = notes("operator.image.repository=localhost/kamera/kamera-operator",
+                "worker.image.repository=localhost/kamera/kamera-worker")
+    assert "placeholder" not in own
