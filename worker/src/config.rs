@@ -119,6 +119,12 @@ pub struct Config {
     #[arg(long, env = "KAMERA_FRAME_FPS", default_value = "1", value_parser = parse_positive_f64)]
     pub frame_fps: f64,
 
+    /// How samples are taken when the keyframe interval is longer than the sampling interval:
+    /// `exact` decodes the frames in between to keep `--frame-fps` (the default), `keyframes`
+    /// decodes keyframes only, at the rate the GOP allows (a fraction of the CPU).
+    #[arg(long, env = "KAMERA_FRAME_SAMPLING", value_enum, default_value_t = FrameSampling::Exact)]
+    pub frame_sampling: FrameSampling,
+
     /// JPEG quality of extracted frames (1-100).
     #[arg(long, env = "KAMERA_FRAME_QUALITY", default_value = "80", value_parser = clap::value_parser!(u8).range(1..=100))]
     pub frame_quality: u8,
@@ -420,6 +426,16 @@ pub fn parse_positive_f64(s: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         _ => Err(format!("invalid value {s:?}: expected a positive number")),
     }
+}
+
+/// How frames are sampled on a GOP longer than the sampling interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameSampling {
+    /// Keep the configured rate: decode from each keyframe up to the sample.
+    Exact,
+    /// Keyframes only: never decode a predicted frame; the rate is at most the keyframe rate.
+    Keyframes,
 }
 
 /// How eagerly the recorder flushes to stable storage.
