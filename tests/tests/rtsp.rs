@@ -5,12 +5,12 @@
 #![allow(clippy::unwrap_used)] // A panic in a test is the failure message.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use kamera_tests::{signal, wait_for, Worker};
+use kamera_tests::{recording_files, signal, wait_for, Worker};
 use serde_json::Value;
 
 const LIVE: Duration = Duration::from_secs(30);
@@ -94,27 +94,24 @@ fn source(w: &Worker, camera: &str) -> Value {
     w.get_json(&format!("/api/cameras/{camera}"))["source"].clone()
 }
 
-/// A credentials directory holding `<camera>` = `user:password`.
-fn credentials(camera: &str, user_password: &str) -> tempfile::TempDir {
+/// A worker pulling `camera` from `url` with `user_password` in its credentials directory
+/// (`<dir>/<camera>` holding `user:password`), without recording.
+fn pull_with_credentials(
+    camera: &str,
+    url: &str,
+    user_password: &str,
+) -> (Worker, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(camera), format!("{user_password}\n")).unwrap();
-    dir
-}
-
-fn recording_files(data: &Path, camera: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let cam = data.join("recordings").join(camera);
-    for day in std::fs::read_dir(&cam).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(day.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            out.push(f.path());
-        }
-    }
-    out.sort();
-    out
+    let pull = format!("{camera}={url}");
+    let w = Worker::start(&[
+        "--pull",
+        &pull,
+        "--pull-credentials-dir",
+        dir.path().to_str().unwrap(),
+        "--no-recording",
+    ]);
+    (w, dir)
 }
 
 fn media_playlist(text: &str) -> m3u8_rs::MediaPlaylist {
@@ -122,14 +119,6 @@ fn media_playlist(text: &str) -> m3u8_rs::MediaPlaylist {
         Ok(m3u8_rs::Playlist::MediaPlaylist(m)) => m,
         other => panic!("not a media playlist ({other:?}):\n{text}"),
     }
-}
-
-fn get_bytes(w: &Worker, path: &str) -> Vec<u8> {
-    let resp = ureq::get(&w.http_url(path)).call().unwrap();
-    assert_eq!(resp.status(), 200, "{path}");
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut resp.into_reader(), &mut out).unwrap();
-    out
 }
 
 /// The codecs `ffprobe` finds in a file, e.g. `["h264", "aac"]`.
@@ -181,7 +170,7 @@ fn a_pulled_camera_serves_ll_hls_a_recording_and_frames() {
         .find_map(|l| l.split("URI=\"").nth(1)?.split('"').next())
         .expect("a part")
         .to_string();
-    assert!(!get_bytes(&w, &format!("/hls/door/{part}")).is_empty());
+    assert!(!w.get_bytes(&format!("/hls/door/{part}")).is_empty());
 
     // A JPEG frame for processors.
     let jpeg = wait_for("a frame from the pulled camera", LIVE, || {
@@ -208,15 +197,7 @@ fn a_pulled_camera_serves_ll_hls_a_recording_and_frames() {
 #[test]
 fn digest_authentication_with_the_right_credentials_plays() {
     let server = RtspServer::start(&["--user", "admin", "--password", "s3cr3t-pw", "--no-audio"]);
-    let creds = credentials("gate", "admin:s3cr3t-pw");
-    let pull = format!("gate={}", server.url());
-    let w = Worker::start(&[
-        "--pull",
-        &pull,
-        "--pull-credentials-dir",
-        creds.path().to_str().unwrap(),
-        "--no-recording",
-    ]);
+    let (w, _creds) = pull_with_credentials("gate", &server.url(), "admin:s3cr3t-pw");
     w.wait_live("gate", LIVE);
     assert_eq!(source(&w, "gate")["state"], "playing");
     assert!(!w.log_text().contains("s3cr3t-pw"), "a password in the log");
@@ -225,17 +206,9 @@ fn digest_authentication_with_the_right_credentials_plays() {
 #[test]
 fn a_wrong_password_backs_off_with_a_clear_reason_and_few_log_lines() {
     let server = RtspServer::start(&["--user", "admin", "--password", "right-pw", "--no-audio"]);
-    let creds = credentials("yard", "admin:wr0ng-pw");
     // The URL's own credentials are redacted too (the file wins over them).
     let url = server.url().replace("rtsp://", "rtsp://admin:url-pw@");
-    let pull = format!("yard={url}");
-    let w = Worker::start(&[
-        "--pull",
-        &pull,
-        "--pull-credentials-dir",
-        creds.path().to_str().unwrap(),
-        "--no-recording",
-    ]);
+    let (w, _creds) = pull_with_credentials("yard", &url, "admin:wr0ng-pw");
 
     let mut ceilings = Vec::new();
     let src = wait_for("three failed attempts", LIVE, || {
