@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real RTSP server for the RTSP pull tests (tests/rtsp/server.py): gst-rtsp-server through
 # Python's GObject bindings, with the GStreamer plugins its pipeline needs (x264enc: ugly;
-# rtph264pay, rtpmp4gpay: good; voaacenc: bad). Debian packages, for the system python3.
+# rtph264pay, rtph265pay, rtpmp4gpay: good; voaacenc, x265enc: bad). Debian packages, for the system python3.
 set -euo pipefail
 [ "${KAMERA_SETUP_FOR:-test}" = run ] && exit 0  # test tools only
 
@@ -27,7 +27,8 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst
 Gst.init(None)
-missing = [e for e in ("videotestsrc", "x264enc", "rtph264pay", "audiotestsrc", "voaacenc", "rtpmp4gpay")
+missing = [e for e in ("videotestsrc", "x264enc", "rtph264pay", "audiotestsrc", "voaacenc", "rtpmp4gpay",
+                        "x265enc", "rtph265pay")
            if Gst.ElementFactory.find(e) is None]
 if missing:
     raise SystemExit(f"setup: GStreamer elements missing for the RTSP test server: {missing}")

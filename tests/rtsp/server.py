@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A real RTSP server for Kamera's end-to-end tests (gst-rtsp-server through GObject bindings).
 
-Serves a live test pattern as H.264 (320x240, 15 fps, one keyframe a second, no B-frames)
-with AAC audio (unless --no-audio) on rtsp://127.0.0.1:PORT/PATH, optionally behind digest or
+Serves a live test pattern as H.264 (320x240, 15 fps, one keyframe a second, no B-frames;
+H.265 with --h265) with AAC audio (unless --no-audio) on rtsp://127.0.0.1:PORT/PATH, optionally behind digest or
 basic authentication. Prints `READY <port>` on stdout once it listens, then serves until
 SIGTERM/SIGINT. Needs Debian's python3-gi, gir1.2-gst-rtsp-server-1.0 and the GStreamer
 plugins (scripts/setup.d/35-rtsp-server.sh installs them); run it with /usr/bin/python3.
@@ -24,6 +24,12 @@ VIDEO = (
     "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bframes=0 bitrate=300 "
     "! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1"
 )
+# H.265, which Kamera refuses from RTSP until its pipeline handles it.
+VIDEO_H265 = (
+    "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 "
+    "! x265enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=300 "
+    "! rtph265pay name=pay0 pt=96 config-interval=-1"
+)
 AUDIO = (
     "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample "
     "! audio/x-raw,rate=44100,channels=1 ! voaacenc bitrate=64000 "
@@ -36,6 +42,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--path", default="/stream")
     parser.add_argument("--no-audio", action="store_true")
+    parser.add_argument("--h265", action="store_true", help="H.265 video instead of H.264")
     parser.add_argument("--user", help="require this user (with --password)")
     parser.add_argument("--password", default="")
     parser.add_argument("--auth", choices=["digest", "basic"], default="digest")
@@ -47,7 +54,8 @@ def main() -> int:
     server.set_service(str(args.port))
 
     factory = GstRtspServer.RTSPMediaFactory()
-    launch = VIDEO if args.no_audio else f"{VIDEO} {AUDIO}"
+    video = VIDEO_H265 if args.h265 else VIDEO
+    launch = video if args.no_audio else f"{video} {AUDIO}"
     factory.set_launch(f"( {launch} )")
     # One pipeline for every client, so a reconnecting worker joins a running stream.
     factory.set_shared(True)

@@ -308,3 +308,21 @@ fn a_restarted_camera_comes_back_with_a_new_file_and_an_hls_discontinuity() {
                 .is_some()
     );
 }
+
+#[test]
+fn an_h265_camera_is_refused_with_a_clear_reason() {
+    let server = RtspServer::start(&["--h265", "--no-audio"]);
+    let pull = format!("hevc={}", server.url());
+    let w = Worker::start(&["--pull", &pull, "--no-recording"]);
+    let src = wait_for("the H.265 stream refused", LIVE, || {
+        let src = source(&w, "hevc");
+        src["last_error"].as_str().is_some().then_some(src)
+    });
+    let error = src["last_error"].as_str().unwrap();
+    assert!(error.contains("\"h265\" is not supported"), "{error}");
+    assert_eq!(w.camera("hevc").unwrap()["live"], false);
+    assert!(
+        w.metric("kamera_pull_failures_total{camera=\"hevc\",reason=\"unsupported_codec\"}")
+            >= Some(1.0)
+    );
+}

@@ -428,3 +428,56 @@ impl Drop for Connected<'_> {
         m.pull.connected.with_label_values(&[self.camera]).set(0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtp_time_becomes_milliseconds_past_the_32_bit_wrap() {
+        let clock = std::num::NonZeroU32::new(90_000).expect("non-zero");
+        let t =
+            |ticks: i64, start: u32| retina::Timestamp::new(ticks, clock, start).expect("valid");
+        assert_eq!(to_millis(t(90_000, 0)), 1000);
+        assert_eq!(to_millis(t(3_000 + 9_000, 3_000)), 100);
+        let past_wrap = i64::from(u32::MAX) + 90_001;
+        assert_eq!(to_millis(t(past_wrap, 0)), past_wrap * 1000 / 90_000);
+    }
+
+    #[test]
+    fn failures_are_labelled_by_what_an_operator_must_fix() {
+        let rtsp = |step, status| PullError::Rtsp {
+            step,
+            status,
+            message: String::new(),
+        };
+        let cases = [
+            (rtsp("DESCRIBE", None), "connect"),
+            (rtsp("DESCRIBE", Some(404)), "refused"),
+            (rtsp("SETUP", None), "protocol"),
+            (
+                PullError::Unauthorized {
+                    message: String::new(),
+                },
+                "unauthorized",
+            ),
+            (
+                PullError::CredentialsNeeded {
+                    message: String::new(),
+                },
+                "unauthorized",
+            ),
+            (
+                PullError::UnsupportedVideo("h265".into()),
+                "unsupported_codec",
+            ),
+            (PullError::NoFrames(Duration::from_secs(1)), "timeout"),
+            (PullError::Ended, "ended"),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(error.reason(), reason, "{error}");
+        }
+        let h265 = PullError::UnsupportedVideo("h265".into()).to_string();
+        assert!(h265.contains("H.264 only"), "{h265}");
+    }
+}
