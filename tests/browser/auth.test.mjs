@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startWorker, publish, stop, browser, playerState, waitFor } from './harness.mjs';
+import { liveCamera, playerState, waitFor } from './harness.mjs';
 
 const TOKEN = 'browser-viewer-0123456789';
 
@@ -13,14 +13,7 @@ test('chromium plays a camera from the player page opened with a viewer token', 
   const dir = mkdtempSync(join(tmpdir(), 'kamera-tokens-'));
   const tokens = join(dir, 'tokens');
   writeFileSync(tokens, `# browser test\n${TOKEN} live:cam\n`);
-  const worker = await startWorker(['--http-tokens-file', tokens]);
-  const publisher = publish(worker.rtmpUrl('cam'));
-  const b = await browser();
-  t.after(async () => {
-    await b.close();
-    await stop(publisher);
-    await stop(worker.child);
-  });
+  const { worker, browser: b } = await liveCamera(t, 'cam', ['--http-tokens-file', tokens]);
   const page = await b.newPage();
   page.on('console', (m) => { if (m.type() === 'error') console.log(`page: ${m.text()}`); });
 

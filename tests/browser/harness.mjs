@@ -87,6 +87,19 @@ export async function stop(child) {
   clearTimeout(timer);
 }
 
+/** A worker (with `extra` flags), a publisher on camera `key` and a browser, all stopped
+ * when the test `t` ends. */
+export async function liveCamera(t, key = 'cam', extra = []) {
+  const worker = await startWorker(extra);
+  const session = { worker, publisher: publish(worker.rtmpUrl(key)), browser: await browser() };
+  t.after(async () => {
+    await session.browser.close();
+    await stop(session.publisher);
+    await stop(worker.child);
+  });
+  return session;
+}
+
 export async function browser() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',

@@ -8,13 +8,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startWorker, publish, stop, browser, playerState, waitFor } from './harness.mjs';
+import { liveCamera, playerState, waitFor } from './harness.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 // The measured window (KAMERA_LATENCY_SECONDS=60 for the README's quiet-machine figures).
 const MEASURE_MS = 1000 * Number(process.env.KAMERA_LATENCY_SECONDS || 30);
 // CI bounds: p50 of frame latency (s) and stalls in the window. Measured on 2 cores at load
-// average 8 (CI and other builds beside): hls.js 0.87 s, Shaka 1.05 s, no stall.
+// average 8 (CI and other builds beside): hls.js 0.87 s, Shaka 0.86 s, no stall.
 const BOUNDS = { 'hls.js': { p50: 1.5, stalls: 1 }, shaka: { p50: 2.0, stalls: 1 } };
 
 function quantile(sorted, q) {
@@ -49,14 +49,7 @@ async function measure(page, player) {
 }
 
 test('hls.js and Shaka play within a bounded distance of the wall clock', async (t) => {
-  const worker = await startWorker();
-  const publisher = publish(worker.rtmpUrl('cam'));
-  const b = await browser();
-  t.after(async () => {
-    await b.close();
-    await stop(publisher);
-    await stop(worker.child);
-  });
+  const { worker, browser: b } = await liveCamera(t);
 
   const hlsjs = await b.newPage();
   await hlsjs.goto(`${worker.base}/cameras/cam`);

@@ -67,6 +67,20 @@ pub(super) async fn hls_js(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
+/// Latency meter and live-edge steering for any player (the page's and users' own).
+const KAMERA_LIVE_JS: &str = include_str!("kamera-live.js");
+
+pub(super) async fn kamera_live_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        KAMERA_LIVE_JS,
+    )
+        .into_response()
+}
+
 pub(super) async fn index() -> Html<&'static str> {
     Html(INDEX)
 }
@@ -133,28 +147,8 @@ repository root (or start the worker with <code>--hls-js /path/to/hls.min.js</co
   window.kamera = { camera: '{{CAMERA}}', fatal: [], errors: [], recovered: 0, hls: null,
                     latency: [], stalls: [] };
   function hlsMissing() { document.getElementById('missing').style.display = 'block'; }
-  // What a viewer sees: for every frame presented, the wall clock minus the frame's
-  // EXT-X-PROGRAM-DATE-TIME (the worker's wall clock when the stream's first frame arrived plus
-  // stream time), and every stall after playback began with its duration.
-  function kameraWatch(video, k, pdtOf) {
-    let stalledAt = null, started = false;
-    video.addEventListener('playing', function () {
-      started = true;
-      if (stalledAt !== null) { k.stalls.push((performance.now() - stalledAt) / 1000); stalledAt = null; }
-    });
-    video.addEventListener('waiting', function () { if (started && stalledAt === null) stalledAt = performance.now(); });
-    if (!video.requestVideoFrameCallback) return;
-    const onFrame = function (_, meta) {
-      const pdt = pdtOf(meta.mediaTime);
-      if (pdt !== null) {
-        k.latency.push((performance.timeOrigin + meta.expectedDisplayTime - pdt) / 1000);
-        if (k.latency.length > 3000) k.latency.splice(0, 1000);
-      }
-      video.requestVideoFrameCallback(onFrame);
-    };
-    video.requestVideoFrameCallback(onFrame);
-  }
 </script>
+<script src="/assets/kamera-live.js"></script>
 <script src="/assets/hls.min.js" onerror="hlsMissing()"></script>
 <script>
 (function () {
@@ -172,12 +166,13 @@ repository root (or start the worker with <code>--hls-js /path/to/hls.min.js</co
     video.src = src; return;
   }
   // Live edge: start at it, PART-HOLD-BACK behind (lowLatencyMode). hls.js speeds up only with
-  // more than a second buffered, which a sub-second target never has; the page steers the rate
-  // itself from the measured latency instead (below).
+  // more than a second buffered, which a sub-second target never has: kameraLive.steer does.
   const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1,
                         manifestLoadingMaxRetry: 30, manifestLoadingRetryDelay: 500 });
   k.hls = hls;
-  kameraWatch(video, k, function (mediaTime) {
+  // Latency as the viewer sees it (kamera-live.js): each frame on screen against its
+  // program date-time, and the playback rate steered toward 0.8 s behind the wall clock.
+  kameraLive.watch(video, k, function (mediaTime) {
     // The program date-time of the picture at mediaTime: from the latest segment starting
     // at or before it (hls.js maps each segment's start to the media timeline).
     const level = hls.levels && hls.levels[Math.max(hls.currentLevel, 0)];
@@ -204,18 +199,7 @@ repository root (or start the worker with <code>--hls-js /path/to/hls.min.js</co
   hls.loadSource(src);
   hls.attachMedia(video);
   video.play().catch(function () {});
-  // Catch up when behind the target: up to 1.25x while enough is buffered not to stall, back to
-  // 1x within 0.1 s of the target (the rate never drops below 1: behind is fixed, ahead is not).
-  const TARGET_S = 0.8;
-  setInterval(function () {
-    const recent = k.latency.slice(-12).sort(function (a, b) { return a - b; });
-    if (!recent.length || video.paused) return;
-    const behind = recent[recent.length >> 1] - TARGET_S;
-    const b = video.buffered;
-    const ahead = b.length ? b.end(b.length - 1) - video.currentTime : 0;
-    const rate = behind > 0.1 && ahead > 0.3 ? Math.min(1.25, 1 + behind / 2) : 1;
-    if (Math.abs(video.playbackRate - rate) > 0.01) video.playbackRate = rate;
-  }, 250);
+  kameraLive.steer(video, k, 0.8);
   setInterval(function () {
     const latency = k.latency.length ? k.latency[k.latency.length - 1] : NaN;
     status.textContent = k.camera + ': ' + (video.paused ? 'paused' : 'playing') +

@@ -31,6 +31,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/", get(page::index))
         .route("/cameras/{camera}", get(page::player))
         .route("/assets/hls.min.js", get(page::hls_js))
+        .route("/assets/kamera-live.js", get(page::kamera_live_js))
         .with_state(shared)
 }
 

@@ -27,7 +27,7 @@ pub fn access(path: &str) -> Access<'_> {
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     match segments.as_slice() {
         ["metrics"] | ["healthz"] | ["readyz"] | [""] | ["favicon.ico"] => Access::Open,
-        ["assets", "hls.min.js"] => Access::Open,
+        ["assets", "hls.min.js" | "kamera-live.js"] => Access::Open,
         ["hls", camera, file] if !file.is_empty() => live(camera),
         ["cameras", camera] => live(camera),
         ["frames", camera, file] if !file.is_empty() => live(camera),
@@ -60,6 +60,7 @@ mod tests {
             "/readyz",
             "/",
             "/assets/hls.min.js",
+            "/assets/kamera-live.js",
             "/favicon.ico",
         ] {
             assert_eq!(access(path), Access::Open, "{path}");
