@@ -163,16 +163,18 @@ mod tests {
 
     #[test]
     fn a_pulled_camera_names_its_url_credentials_dir_and_transport() {
-        let mut spec = CameraSpec::default();
-        spec.source = Some(SourceSpec {
-            rtsp: Some(RtspSource {
-                url: "rtsp://10.0.0.7/stream1".into(),
-                credentials_secret_ref: Some(CredentialsSecretRef {
-                    name: "gate-creds".into(),
+        let mut spec = CameraSpec {
+            source: Some(SourceSpec {
+                rtsp: Some(RtspSource {
+                    url: "rtsp://10.0.0.7/stream1".into(),
+                    credentials_secret_ref: Some(CredentialsSecretRef {
+                        name: "gate-creds".into(),
+                    }),
+                    transport: RtspTransport::Udp,
                 }),
-                transport: RtspTransport::Udp,
             }),
-        });
+            ..Default::default()
+        };
         assert_eq!(
             pull_args("gate", &spec),
             [
