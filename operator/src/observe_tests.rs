@@ -170,6 +170,15 @@ fn reason(status: &CameraStatus, type_: &str) -> (String, String) {
     (c.status.clone(), c.reason.clone())
 }
 
+/// Every request other than a GET since the `before`-th, as `METHOD path`.
+fn writes_since(api: &FakeApi, before: usize) -> Vec<String> {
+    api.received()[before..]
+        .iter()
+        .filter(|r| r.method != Method::GET)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
 fn event_reasons(api: &FakeApi) -> Vec<String> {
     api.writes_to("/events")
         .iter()
@@ -234,11 +243,7 @@ async fn an_unchanged_worker_state_patches_nothing() {
     noisy["bitrate"] = json!(3_990_000);
     worker.answer(StatusCode::OK, noisy);
     round(&api, &worker).await;
-    let writes: Vec<String> = api.received()[before..]
-        .iter()
-        .filter(|r| r.method != Method::GET)
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let writes = writes_since(&api, before);
     assert!(writes.is_empty(), "wrote {writes:?}");
 }
 
@@ -431,11 +436,7 @@ async fn a_failing_pull_is_ingesting_false_with_the_workers_error_and_its_retrie
     round(&api, &worker).await;
     worker.answer(StatusCode::OK, pull_answer("backoff", Some(refused), 8000));
     round(&api, &worker).await;
-    let writes: Vec<String> = api.received()[before..]
-        .iter()
-        .filter(|r| r.method != Method::GET)
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let writes = writes_since(&api, before);
     assert!(writes.is_empty(), "wrote {writes:?}");
 }
 
