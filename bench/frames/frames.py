@@ -5,7 +5,9 @@ Both receive the same load side by side: each camera's 1080p30 H.264 clip (GOP 1
 is published twice with `ffmpeg -re -c copy`, once to the Kamera worker (frames at 1 fps,
 recording off) and once to an `ffmpeg -listen 1` grabber writing latest.jpg once a second.
 CPU time (user + system, from /proc) of the worker and of the grabbers is compared over the
-same window. Not part of `make test`:
+same window. `--sampling keyframes` runs the worker with `--frame-sampling keyframes` and the
+grabbers with their equivalent, `-skip_frame nokey` (both decode keyframes only). Not part of
+`make test`:
 
     cargo build --release -p kamera-worker
     python3 bench/frames/frames.py --cameras 2 --duration 30
@@ -82,14 +84,15 @@ def wait_port(port: int, timeout: float = 20) -> None:
     raise SystemExit(f"nothing listens on :{port}")
 
 
-def run(gop: int, cameras: int, duration: float, worker: Path, work: Path) -> None:
+def run(gop: int, cameras: int, duration: float, worker: Path, work: Path, sampling: str) -> None:
     src = clip(gop, REPO / "target" / "bench-clips")
     procs: List[subprocess.Popen] = []
     try:
         rtmp, http = free_port(), free_port()
         kamera = subprocess.Popen(
             [str(worker), "--rtmp-listen", f"127.0.0.1:{rtmp}", "--http-listen", f"127.0.0.1:{http}",
-             "--data-dir", str(work / f"kamera-g{gop}"), "--no-recording", "--frame-fps", "1"],
+             "--data-dir", str(work / f"kamera-g{gop}"), "--no-recording", "--frame-fps", "1",
+             "--frame-sampling", sampling],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         procs.append(kamera)
@@ -101,6 +104,7 @@ def run(gop: int, cameras: int, duration: float, worker: Path, work: Path) -> No
             out.mkdir(parents=True, exist_ok=True)
             g = subprocess.Popen(
                 ["ffmpeg", "-hide_banner", "-loglevel", "error", "-listen", "1",
+                 *(["-skip_frame", "nokey"] if sampling == "keyframes" else []),
                  "-i", f"rtmp://127.0.0.1:{port}/live/cam{i}", "-vf", "fps=1", "-update", "1",
                  "-y", str(out / "latest.jpg")],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -116,7 +120,7 @@ def run(gop: int, cameras: int, duration: float, worker: Path, work: Path) -> No
         k1, g1 = cpu_seconds(kamera.pid), sum(cpu_seconds(g.pid) for g in grabbers)
         k = (k1 - k0) / duration / cameras * 100
         f = (g1 - g0) / duration / cameras * 100
-        print(f"GOP {gop / 30:.0f} s, {cameras} camera(s), {duration:.0f} s: "
+        print(f"GOP {gop / 30:.0f} s, {cameras} camera(s), {duration:.0f} s, sampling {sampling}: "
               f"Kamera worker (ingest + LL-HLS + 1 fps JPEG) {k:.1f}% CPU per camera; "
               f"ffmpeg -vf fps=1 -update 1 {f:.1f}% per camera; ratio {f / k if k else float('inf'):.1f}x",
               flush=True)
@@ -136,6 +140,8 @@ def main() -> int:
     ap.add_argument("--cameras", type=int, default=2)
     ap.add_argument("--duration", type=float, default=30)
     ap.add_argument("--gops", default="30,60", help="GOP lengths in frames (30 fps)")
+    ap.add_argument("--sampling", choices=["exact", "keyframes"], default="exact",
+                    help="the worker's --frame-sampling (the grabbers get -skip_frame nokey for keyframes)")
     ap.add_argument("--worker", type=Path,
                     default=Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "release" / "kamera-worker")
     args = ap.parse_args()
@@ -143,7 +149,7 @@ def main() -> int:
         sys.exit(f"{args.worker} missing: cargo build --release -p kamera-worker")
     with tempfile.TemporaryDirectory() as tmp:
         for gop in (int(g) for g in args.gops.split(",")):
-            run(gop, args.cameras, args.duration, args.worker, Path(tmp))
+            run(gop, args.cameras, args.duration, args.worker, Path(tmp), args.sampling)
     return 0
 
 

@@ -26,6 +26,6 @@ if [ -f "$stamp" ] && cmp -s package-lock.json "$stamp"; then
   echo "setup: npm packages ready"
   exit 0
 fi
-echo "setup: installing npm packages (hls.js, playwright-core)"
+echo "setup: installing npm packages (hls.js, playwright-core, shaka-player)"
 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 cp package-lock.json "$stamp"

@@ -104,6 +104,9 @@ export function playerState(page) {
       paused: v.paused,
       readyState: v.readyState,
       latency: k.hls ? k.hls.latency : null,
+      // Wall clock minus the PROGRAM-DATE-TIME of each frame presented, and stall durations (s).
+      frameLatency: k.latency.slice(),
+      stalls: k.stalls.slice(),
       fatal: k.fatal.slice(),
       errors: k.errors.slice(),
     };

@@ -174,6 +174,15 @@ impl Worker {
         }
     }
 
+    /// GET `path` as bytes; panics if the status is not 200.
+    pub fn get_bytes(&self, path: &str) -> Vec<u8> {
+        let resp = ureq::get(&self.http_url(path)).call().unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let mut out = Vec::new();
+        resp.into_reader().read_to_end(&mut out).unwrap();
+        out
+    }
+
     /// GET `path` as JSON; panics if the status is not 200.
     pub fn get_json(&self, path: &str) -> Value {
         let (status, body) = self.get(path);
@@ -287,6 +296,23 @@ fn wait_for_opt<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Recording files of `camera` under `data` (closed `.mp4` and open `.part`), sorted by name.
+pub fn recording_files(data: &Path, camera: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let cam = data.join("recordings").join(camera);
+    for day in std::fs::read_dir(&cam).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(day.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.push(f.path());
+        }
+    }
+    out.sort_by_key(|p| p.file_name().map(|n| n.to_os_string()));
+    out
 }
 
 /// Sends a signal by name (`TERM`, `KILL`, `STOP`, `CONT`) with the `kill` command.

@@ -25,14 +25,6 @@ fn uris<'a>(text: &'a str, tag: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn get_bytes(w: &Worker, path: &str) -> Vec<u8> {
-    let resp = ureq::get(&w.http_url(path)).call().unwrap();
-    assert_eq!(resp.status(), 200, "{path}");
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut resp.into_reader(), &mut out).unwrap();
-    out
-}
-
 /// Starts a worker and a publisher on `cam` and waits for `min_segments` complete segments.
 fn live(min_segments: usize) -> (Worker, Publisher) {
     let w = Worker::start(&[]);
@@ -101,9 +93,9 @@ fn ffmpeg_decodes_the_live_stream_and_its_parts_over_http() {
     let init = uris(&text, "#EXT-X-MAP").last().unwrap().to_string();
     let parts = uris(&text, "#EXT-X-PART:");
     assert!(parts.len() >= 5, "{text}");
-    let mut file = get_bytes(&w, &format!("/hls/cam/{init}"));
+    let mut file = w.get_bytes(&format!("/hls/cam/{init}"));
     for part in &parts {
-        file.extend(get_bytes(&w, &format!("/hls/cam/{part}")));
+        file.extend(w.get_bytes(&format!("/hls/cam/{part}")));
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("parts.mp4");
@@ -212,7 +204,7 @@ fn publisher_reconnect_continues_after_a_discontinuity_with_a_new_init() {
     assert_eq!(maps.len(), 2, "{text}");
     assert_ne!(maps[0], maps[1]);
     for m in maps {
-        assert!(!get_bytes(&w, &format!("/hls/cam/{m}")).is_empty());
+        assert!(!w.get_bytes(&format!("/hls/cam/{m}")).is_empty());
     }
     let (video, audio) = decode(&w.http_url("/hls/cam/index.m3u8"), 3);
     assert!(video > 0 && audio > 0);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use kamera_tests::{default_clip, wait_for, Publisher, Worker};
+use kamera_tests::{default_clip, recording_files, wait_for, Publisher, Worker};
 use serde_json::Value;
 
 /// One packet as `ffprobe` reports it.
@@ -82,22 +82,6 @@ fn video_span(p: &[Packet]) -> f64 {
 }
 
 /// All recording files of `camera` (closed and open), sorted by name (= start time).
-fn files(data: &Path, camera: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let cam = data.join("recordings").join(camera);
-    for day in std::fs::read_dir(&cam).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(day.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            out.push(f.path());
-        }
-    }
-    out.sort_by_key(|p| p.file_name().map(|n| n.to_os_string()));
-    out
-}
-
 fn closed(files: &[PathBuf]) -> Vec<PathBuf> {
     files
         .iter()
@@ -132,14 +116,14 @@ fn files_are_playable_cut_on_clock_boundaries_and_join_without_gaps() {
     w.wait_live("cam", Duration::from_secs(20));
     // Two closed files: the first (partial) and one full 10 s segment.
     wait_for("two closed recordings", Duration::from_secs(40), || {
-        (closed(&files(&w.data_dir, "cam")).len() >= 2).then_some(())
+        (closed(&recording_files(&w.data_dir, "cam")).len() >= 2).then_some(())
     });
     publisher.kill9();
     wait_for(
         "the last file closed after the publisher left",
         Duration::from_secs(10),
         || {
-            files(&w.data_dir, "cam")
+            recording_files(&w.data_dir, "cam")
                 .iter()
                 .all(|p| !is_part(p))
                 .then_some(())
@@ -149,7 +133,7 @@ fn files_are_playable_cut_on_clock_boundaries_and_join_without_gaps() {
         .metric(r#"kamera_ingest_frames_total{camera="cam",track="video"}"#)
         .unwrap();
 
-    let all = files(&w.data_dir, "cam");
+    let all = recording_files(&w.data_dir, "cam");
     assert!(all.len() >= 3, "{all:?}");
     let mut recorded_frames = 0usize;
     let mut previous_last_dts: Option<f64> = None;
@@ -242,7 +226,7 @@ fn kill9_leaves_a_playable_file_that_is_recovered_on_restart() {
     let ingested_secs = frames(&w) / f64::from(clip.fps);
     w.kill9();
 
-    let all = files(&data, "cam");
+    let all = recording_files(&data, "cam");
     assert_eq!(all.len(), 1, "{all:?}");
     let part = &all[0];
     assert!(is_part(part), "the file was left open: {}", part.display());
@@ -291,7 +275,7 @@ fn sigterm_closes_the_open_file() {
         status.is_some_and(|s| s.success()),
         "worker did not exit cleanly: {status:?}"
     );
-    let all = files(&w.data_dir, "cam");
+    let all = recording_files(&w.data_dir, "cam");
     assert_eq!(all.len(), 1, "{all:?}");
     assert!(
         !is_part(&all[0]),
@@ -315,14 +299,16 @@ fn retention_deletes_the_oldest_files_and_never_the_open_one() {
     let _publisher = Publisher::start(&clip, &w.rtmp_url("cam"));
     w.wait_live("cam", Duration::from_secs(20));
     let first = wait_for("a first closed file", Duration::from_secs(20), || {
-        closed(&files(&w.data_dir, "cam")).first().cloned()
+        closed(&recording_files(&w.data_dir, "cam"))
+            .first()
+            .cloned()
     });
     let mut seen: Vec<PathBuf> = Vec::new();
     wait_for(
         "the first file deleted by retention",
         Duration::from_secs(40),
         || {
-            let now = files(&w.data_dir, "cam");
+            let now = recording_files(&w.data_dir, "cam");
             for f in &now {
                 let name = f.with_extension("").with_extension("mp4");
                 if !seen.contains(&name) {
@@ -332,7 +318,7 @@ fn retention_deletes_the_oldest_files_and_never_the_open_one() {
             (!first.exists()).then_some(())
         },
     );
-    let now = files(&w.data_dir, "cam");
+    let now = recording_files(&w.data_dir, "cam");
     seen.sort();
     // What is left is the newest files, in order, and the open file is among them.
     let kept: Vec<PathBuf> = now
@@ -443,7 +429,7 @@ fn a_full_disk_stops_recording_cleanly_and_recording_resumes_when_space_returns(
         (w.metric(dropped)? > 0.0).then_some(())
     });
     // The file that was open is closed cleanly and plays.
-    let stopped = files(&data, "cam");
+    let stopped = recording_files(&data, "cam");
     assert!(stopped.iter().all(|p| !is_part(p)), "{stopped:?}");
     assert_eq!(decode_errors(&stopped[0]), "");
     // Ingest (and the stages that do not write to disk) go on.
@@ -472,7 +458,7 @@ fn a_full_disk_stops_recording_cleanly_and_recording_resumes_when_space_returns(
         "recording resumed in a new file",
         Duration::from_secs(20),
         || {
-            let now = files(&data, "cam");
+            let now = recording_files(&data, "cam");
             (state(&w).as_deref() == Some("recording") && now.len() > stopped.len()).then_some(now)
         },
     );

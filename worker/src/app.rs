@@ -76,10 +76,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         )?);
     }
 
+    // Pulled cameras are pinned in the hub before anything else can take their places.
+    let pulls = crate::rtsp::start(&config, &hub, &metrics, &mut tasks, &shutdown)
+        .context("starting the RTSP pulls (--pull)")?;
+
     let mut http_state = HttpState::new(hub.clone(), metrics.clone());
     for stage in &stages {
         http_state.sections.push(stage.clone());
     }
+    http_state.sections.push(pulls);
     let http_state = Arc::new(http_state);
     let mut router = http::router(http_state.clone());
     for stage in &stages {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::hub::DEFAULT_MAX_CAMERAS;
+use crate::rtsp::source::PullSpec;
 
 /// Kamera worker: RTMP ingest, LL-HLS live view, recording and frames for AI processors.
 #[derive(Debug, Clone, Parser)]
@@ -58,7 +59,8 @@ pub struct Config {
     pub idle_release: Duration,
 
     /// Most cameras held at once (live or idle within `--idle-release`); a publisher of a new
-    /// camera beyond it is refused. Default: the number of `--camera` names if given, else 256.
+    /// camera beyond it is refused. Default: the number of `--camera` names (plus `--pull` cameras
+    /// not among them) if given, else 256.
     #[arg(long, env = "KAMERA_MAX_CAMERAS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_cameras: Option<u32>,
 
@@ -119,6 +121,12 @@ pub struct Config {
     #[arg(long, env = "KAMERA_FRAME_FPS", default_value = "1", value_parser = parse_positive_f64)]
     pub frame_fps: f64,
 
+    /// How samples are taken when the keyframe interval is longer than the sampling interval:
+    /// `exact` decodes the frames in between to keep `--frame-fps` (the default), `keyframes`
+    /// decodes keyframes only, at the rate the GOP allows (a fraction of the CPU).
+    #[arg(long, env = "KAMERA_FRAME_SAMPLING", value_enum, default_value_t = FrameSampling::Exact)]
+    pub frame_sampling: FrameSampling,
+
     /// JPEG quality of extracted frames (1-100).
     #[arg(long, env = "KAMERA_FRAME_QUALITY", default_value = "80", value_parser = clap::value_parser!(u8).range(1..=100))]
     pub frame_quality: u8,
@@ -152,6 +160,31 @@ pub struct Config {
     #[arg(long, env = "KAMERA_POOL_TOKEN_DIR")]
     pub pool_token_dir: Option<PathBuf>,
 
+    /// Pull a camera from an RTSP source instead of waiting for an RTMP publisher:
+    /// `NAME=rtsp://host[:port]/path`; repeatable (commas separate several in the env twin;
+    /// write a comma inside a URL as `%2C`). The camera is live while its source plays, is
+    /// never idle-released, and refuses RTMP publishers. Credentials come from
+    /// `--pull-credentials-dir` (or `user:password@` in the URL, never logged or shown).
+    #[arg(long = "pull", env = "KAMERA_PULL", value_delimiter = ',', value_parser = PullParser)]
+    pub pulls: Vec<PullSpec>,
+
+    /// Directory of RTSP credentials, read at every connection attempt (a rotated Secret
+    /// works without a restart): `<dir>/NAME/username` and `<dir>/NAME/password` (a
+    /// `kubernetes.io/basic-auth` Secret mounted at `<dir>/NAME`), or a file `<dir>/NAME`
+    /// holding `user:password`.
+    #[arg(long, env = "KAMERA_PULL_CREDENTIALS_DIR")]
+    pub pull_credentials_dir: Option<PathBuf>,
+
+    /// How RTP reaches the worker from pulled cameras: interleaved on the RTSP TCP connection
+    /// (works through NAT and firewalls) or UDP (LAN only; lost packets are not retransmitted).
+    #[arg(long, env = "KAMERA_PULL_TRANSPORT", value_enum, default_value = "tcp")]
+    pub pull_transport: PullTransport,
+
+    /// A pulled camera's connection step (DESCRIBE, SETUP, PLAY) or gap between two frames
+    /// longer than this ends its session; it reconnects with backoff.
+    #[arg(long, env = "KAMERA_PULL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub pull_timeout: Duration,
+
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `kamera_worker=debug`.
     #[arg(long, env = "KAMERA_LOG", default_value = "info")]
     pub log: String,
@@ -162,13 +195,18 @@ pub struct Config {
 }
 
 impl Config {
-    /// The cap on cameras held at once: `--max-cameras`, else one per `--camera` name, else
-    /// [`DEFAULT_MAX_CAMERAS`].
+    /// The cap on cameras held at once: `--max-cameras`, else one per `--camera` name and
+    /// `--pull` camera, else [`DEFAULT_MAX_CAMERAS`].
     pub fn max_cameras(&self) -> usize {
+        let pulled_only = self
+            .pulls
+            .iter()
+            .filter(|p| !self.cameras.contains(&p.camera))
+            .count();
         match self.max_cameras {
             Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-            None if !self.cameras.is_empty() => self.cameras.len(),
-            None => DEFAULT_MAX_CAMERAS,
+            None if !self.cameras.is_empty() => self.cameras.len() + pulled_only,
+            None => DEFAULT_MAX_CAMERAS.max(self.pulls.len()),
         }
     }
 
@@ -195,6 +233,39 @@ impl Config {
     pub fn pools(&self) -> Result<Vec<PoolSpec>, String> {
         group_pools(&self.pool_items)
     }
+}
+
+/// Parses `--pull` like [`crate::rtsp::source::parse_pull`], with an error that does not
+/// quote the value (clap's own would, and the URL may carry a password).
+#[derive(Debug, Clone, Copy)]
+pub struct PullParser;
+
+impl clap::builder::TypedValueParser for PullParser {
+    type Value = PullSpec;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<PullSpec, clap::Error> {
+        let invalid = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid --pull value: {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let value = value.to_str().ok_or_else(|| invalid("not UTF-8".into()))?;
+        crate::rtsp::source::parse_pull(value).map_err(invalid)
+    }
+}
+
+/// How RTP travels from a pulled camera (`--pull-transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PullTransport {
+    Tcp,
+    Udp,
 }
 
 /// A processor pool: its name (the FrameProcessor's, used as `processor` in metrics) and the
@@ -422,6 +493,16 @@ pub fn parse_positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+/// How frames are sampled on a GOP longer than the sampling interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameSampling {
+    /// Keep the configured rate: decode from each keyframe up to the sample.
+    Exact,
+    /// Keyframes only: never decode a predicted frame; the rate is at most the keyframe rate.
+    Keyframes,
+}
+
 /// How eagerly the recorder flushes to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FsyncPolicy {
@@ -510,6 +591,29 @@ mod tests {
     }
 
     #[test]
+    fn pull_flags_parse_and_never_echo_a_password() {
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(std::iter::once("kamera-worker").chain(args.iter().copied()))
+        };
+        let c = parse(&[
+            "--pull",
+            "door=rtsp://10.0.0.7/s1",
+            "--pull",
+            "yard=rtsp://u:p@10.0.0.8:8554/s2",
+            "--pull-transport",
+            "udp",
+        ])
+        .expect("valid");
+        let names: Vec<_> = c.pulls.iter().map(|p| p.camera.as_str()).collect();
+        assert_eq!(names, ["door", "yard"]);
+        assert_eq!(c.pull_transport, PullTransport::Udp);
+        assert_eq!(c.pull_timeout, Duration::from_secs(10));
+        assert!(!format!("{c:?}").contains("u:p@"), "credentials in Debug");
+        let err = parse(&["--pull", "door=ftp://u:hunter2@h/x"]).expect_err("not rtsp");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
     fn camera_cap_follows_the_pinned_cameras_unless_given() {
         let parse = |args: &[&str]| {
             Config::try_parse_from(std::iter::once("kamera-worker").chain(args.iter().copied()))
@@ -522,6 +626,9 @@ mod tests {
         let two = parse(&["--camera", "a,b", "--max-cameras", "5"]).expect("explicit");
         assert_eq!(two.max_cameras(), 5);
         assert!(parse(&["--max-cameras", "0"]).is_err());
+        let pulled =
+            parse(&["--camera", "a", "--pull", "a=rtsp://h/1,b=rtsp://h/2"]).expect("pulls");
+        assert_eq!(pulled.max_cameras(), 2, "a pulled camera has its place");
         let c = parse(&["--idle-release", "2s"]).expect("idle release");
         assert_eq!(c.idle_release, Duration::from_secs(2));
         assert_eq!(

@@ -12,7 +12,9 @@
 //! Lifetime: a channel exists from its first publish until it is released (see
 //! `lifecycle.rs`): at most `max_cameras` exist at once, a camera idle (no publisher) for the
 //! grace period is marked releasing, its channel closed (every subscriber's `recv` then
-//! returns `None`), and it is forgotten once every stage let go of it.
+//! returns `None`), and it is forgotten once every stage let go of it. A pulled camera
+//! (`--pull`, see `rtsp/`) is created at start-up by [`Hub::pull`] and pinned: it is never
+//! released, and only its pull task may publish to it.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -63,6 +65,10 @@ pub enum PublishError {
     TooManyCameras { camera: String, max: usize },
     #[error("camera {camera:?} was idle and is being released; publish again in a moment")]
     Releasing { camera: String },
+    #[error(
+        "camera {camera:?} is pulled from its RTSP source (--pull); it takes no RTMP publisher"
+    )]
+    Pulled { camera: String },
 }
 
 /// All cameras known to this worker.
@@ -110,11 +116,59 @@ impl Hub {
         peer: SocketAddr,
         takeover: bool,
     ) -> Result<Publisher, PublishError> {
+        self.publish_as(camera, peer, takeover, false)
+    }
+
+    /// Creates the pulled camera `camera` (if new) and pins it: it is never released, and
+    /// RTMP publishers are refused for it ([`PublishError::Pulled`]). Counts under
+    /// `max_cameras` like any camera.
+    pub fn pull(&self, camera: &str) -> Result<(), PublishError> {
+        let mut channels = self.lock_channels();
+        if let Some(c) = channels.get(camera) {
+            c.lock().pulled = true;
+            return Ok(());
+        }
+        if channels.len() >= self.max_cameras {
+            return Err(PublishError::TooManyCameras {
+                camera: camera.to_string(),
+                max: self.max_cameras,
+            });
+        }
+        let c = Arc::new(Channel::new(camera));
+        c.lock().pulled = true;
+        channels.insert(camera.to_string(), c);
+        self.generation.send_modify(|g| *g += 1);
+        Ok(())
+    }
+
+    /// Starts a session of the pulled camera `camera` (see [`Hub::pull`]) from its source at
+    /// `peer`; the camera must have been pulled first.
+    pub fn publish_pulled(
+        &self,
+        camera: &str,
+        peer: SocketAddr,
+    ) -> Result<Publisher, PublishError> {
+        self.publish_as(camera, peer, false, true)
+    }
+
+    fn publish_as(
+        &self,
+        camera: &str,
+        peer: SocketAddr,
+        takeover: bool,
+        pulled: bool,
+    ) -> Result<Publisher, PublishError> {
         // The hub lock is held throughout, so a camera cannot be released between being found
         // and getting its publisher (lock order: hub, then channel).
         let mut channels = self.lock_channels();
         let channel = match channels.get(camera) {
             Some(c) => c.clone(),
+            // Only `Hub::pull` creates a pulled camera (a pull never outlives its camera).
+            None if pulled => {
+                return Err(PublishError::Pulled {
+                    camera: camera.to_string(),
+                })
+            }
             None => {
                 if channels.len() >= self.max_cameras {
                     return Err(PublishError::TooManyCameras {
@@ -133,6 +187,11 @@ impl Hub {
             let mut state = channel.lock();
             if state.releasing {
                 return Err(PublishError::Releasing {
+                    camera: camera.to_string(),
+                });
+            }
+            if state.pulled != pulled {
+                return Err(PublishError::Pulled {
                     camera: camera.to_string(),
                 });
             }
@@ -223,7 +282,7 @@ impl Hub {
             .values()
             .filter_map(|c| {
                 let state = c.lock();
-                (!state.releasing).then_some(state.idle_since?)
+                (!state.releasing && !state.pulled).then_some(state.idle_since?)
             })
             .min()
             .map(|idle| idle + grace)
@@ -238,7 +297,11 @@ impl Hub {
         for c in channels.values() {
             let mut state = c.lock();
             let idle_for = state.idle_since.map(|t| now.saturating_duration_since(t));
-            if !state.releasing && state.publisher.is_none() && idle_for >= Some(grace) {
+            if !state.releasing
+                && !state.pulled
+                && state.publisher.is_none()
+                && idle_for >= Some(grace)
+            {
                 state.releasing = true;
                 state.close();
                 due.push(c.clone());
@@ -277,6 +340,8 @@ struct ChannelState {
     idle_since: Option<Instant>,
     /// Released: refused to publishers, hidden from the API, about to be forgotten.
     releasing: bool,
+    /// Pulled from an RTSP source (`--pull`): pinned, and published only by its pull task.
+    pulled: bool,
     info: Option<Arc<StreamInfo>>,
     /// Frames since the last video keyframe (or every audio frame of an audio-only stream).
     gop: Vec<Arc<Frame>>,
@@ -316,6 +381,7 @@ impl Channel {
                 tx: Some(tx),
                 idle_since: Some(Instant::now()),
                 releasing: false,
+                pulled: false,
                 info: None,
                 gop: Vec::new(),
                 gop_starts_clean: false,

@@ -1,5 +1,5 @@
 //! Kamera's media worker. Data flows one way, per camera:
-//! RTMP session → demux → stream hub → independent consumers (LL-HLS, recording, frames).
+//! RTMP session or RTSP pull → demux → stream hub → independent consumers (LL-HLS, recording, frames).
 
 pub mod app;
 pub mod auth;
@@ -17,5 +17,6 @@ pub mod media;
 pub mod metrics;
 pub mod record;
 pub mod rtmp;
+pub mod rtsp;
 pub mod stage;
 pub mod stats;

@@ -111,6 +111,12 @@ pub struct IngestMetrics {
     pub discontinuities: IntCounterVec,
 }
 
+/// RTSP pulls (`--pull`), labelled by camera.
+pub struct PullMetrics {
+    pub connected: IntGaugeVec,
+    pub failures: IntCounterVec,
+}
+
 /// How many cameras the worker holds, and how many it released.
 pub struct CameraCountMetrics {
     pub held: IntGauge,
@@ -122,6 +128,7 @@ pub struct CameraCountMetrics {
 pub struct Metrics {
     pub registry: Families,
     pub ingest: IngestMetrics,
+    pub pull: PullMetrics,
     pub cameras: CameraCountMetrics,
 }
 
@@ -144,7 +151,7 @@ impl Metrics {
             sessions: IntCounterVec::new(
                 Opts::new(
                     "kamera_ingest_sessions_total",
-                    "RTMP publish attempts by result (accepted, unknown_camera, bad_key, busy, too_many_cameras, releasing, invalid_name, error)",
+                    "RTMP publish attempts by result (accepted, unknown_camera, bad_key, busy, too_many_cameras, releasing, pulled, invalid_name, error)",
                 ),
                 &["result"],
             )?,
@@ -174,6 +181,24 @@ impl Metrics {
         registry.per_camera(&ingest.unsupported)?;
         registry.per_camera(&ingest.malformed)?;
         registry.per_camera(&ingest.discontinuities)?;
+        let pull = PullMetrics {
+            connected: IntGaugeVec::new(
+                Opts::new(
+                    "kamera_pull_connected",
+                    "1 while the camera's RTSP source is playing (--pull)",
+                ),
+                &["camera"],
+            )?,
+            failures: IntCounterVec::new(
+                Opts::new(
+                    "kamera_pull_failures_total",
+                    "RTSP pull attempts or sessions that failed, by reason (connect, unauthorized, refused, unsupported_codec, timeout, ended, protocol, credentials)",
+                ),
+                &["camera", "reason"],
+            )?,
+        };
+        registry.per_camera(&pull.connected)?;
+        registry.per_camera(&pull.failures)?;
         let cameras = CameraCountMetrics {
             held: IntGauge::new(
                 "kamera_cameras",
@@ -191,6 +216,7 @@ impl Metrics {
         Ok(Self {
             registry,
             ingest,
+            pull,
             cameras,
         })
     }

@@ -198,6 +198,7 @@ impl FramesStage {
             shared: Arc::new(Shared {
                 settings: Settings {
                     fps: config.frame_fps,
+                    sampling: config.frame_sampling,
                     quality: config.frame_quality,
                     max_width: config.frame_max_width,
                     keep: config.frame_keep,
@@ -224,6 +225,10 @@ impl CameraStatus for FramesStage {
         let mut v = serde_json::to_value(cam.status()).ok()?;
         if let Some(obj) = v.as_object_mut() {
             obj.insert("fps".into(), self.shared.settings.fps.into());
+            obj.insert(
+                "sampling".into(),
+                serde_json::to_value(self.shared.settings.sampling).unwrap_or_default(),
+            );
             obj.insert(
                 "latest_url".into(),
                 format!("/frames/{camera}/latest.jpg").into(),

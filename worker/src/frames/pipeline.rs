@@ -22,6 +22,7 @@ use super::protocol::FrameNote;
 use super::sampler::{Decision, Mode, Sampler};
 use super::store::FrameStore;
 use super::CameraFrames;
+use crate::config::FrameSampling;
 use crate::drops::DropLog;
 use crate::hub::{Channel, Event};
 use crate::media::{Frame, StreamInfo, Track};
@@ -35,6 +36,7 @@ const MAX_TARGETS: usize = 16;
 #[derive(Clone)]
 pub struct Settings {
     pub fps: f64,
+    pub sampling: FrameSampling,
     pub quality: u8,
     pub max_width: Option<u32>,
     pub keep: usize,
@@ -98,7 +100,7 @@ pub async fn run(
     };
 
     let mut sub = channel.subscribe();
-    let mut sampler = Sampler::new(settings.fps);
+    let mut sampler = Sampler::new(settings.fps, settings.sampling);
     let mut info: Option<Arc<StreamInfo>> = None;
     let behind = metrics
         .dropped

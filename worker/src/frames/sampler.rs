@@ -5,6 +5,7 @@
 //! complete picture, so decoding one costs a fraction of decoding the GOP); otherwise every
 //! frame from a keyframe on is decoded and the one nearest each tick is kept.
 
+use crate::config::FrameSampling;
 use crate::media::Millis;
 
 /// How frames are decoded for sampling.
@@ -36,6 +37,7 @@ const DEFAULT_FRAME_MS: f64 = 1000.0 / 30.0;
 #[derive(Debug, Clone)]
 pub struct Sampler {
     interval_ms: f64,
+    sampling: FrameSampling,
     mode: Mode,
     next_due: Option<f64>,
     last_keyframe: Option<Millis>,
@@ -50,10 +52,12 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// A sampler taking `fps` samples per second (any positive rate).
-    pub fn new(fps: f64) -> Self {
+    /// A sampler taking `fps` samples per second (any positive rate); with
+    /// `FrameSampling::Keyframes`, never more than one per keyframe.
+    pub fn new(fps: f64, sampling: FrameSampling) -> Self {
         Self {
             interval_ms: 1000.0 / fps,
+            sampling,
             mode: Mode::KeyframesOnly,
             next_due: None,
             last_keyframe: None,
@@ -78,7 +82,7 @@ impl Sampler {
 
     /// Forgets the stream (a new publish session or codec configuration); keeps the rate.
     pub fn restart(&mut self) {
-        *self = Self::new(1000.0 / self.interval_ms);
+        *self = Self::new(1000.0 / self.interval_ms, self.sampling);
     }
 
     /// Data was lost before the next frame (the subscriber lagged or the decoder queue was
@@ -166,6 +170,9 @@ impl Sampler {
     }
 
     fn wanted_mode(&self) -> Mode {
+        if self.sampling == FrameSampling::Keyframes {
+            return Mode::KeyframesOnly;
+        }
         match self.gop_ms() {
             Some(gop) if gop as f64 > self.interval_ms + self.gop_tolerance() => Mode::AllFrames,
             _ => Mode::KeyframesOnly,
@@ -224,7 +231,7 @@ mod tests {
 
     #[test]
     fn gop_of_one_second_at_one_fps_decodes_keyframes_only() {
-        let mut s = Sampler::new(1.0);
+        let mut s = Sampler::new(1.0, FrameSampling::Exact);
         let (emitted, decoded) = run(&mut s, 30, 30, 30);
         assert_eq!(s.mode(), Mode::KeyframesOnly);
         assert_eq!(emitted.len(), 30);
@@ -234,7 +241,7 @@ mod tests {
 
     #[test]
     fn half_rate_takes_every_other_keyframe() {
-        let mut s = Sampler::new(0.5);
+        let mut s = Sampler::new(0.5, FrameSampling::Exact);
         let (emitted, decoded) = run(&mut s, 30, 30, 30);
         assert_eq!(emitted.len(), 15);
         assert_eq!(decoded, 15);
@@ -243,7 +250,7 @@ mod tests {
 
     #[test]
     fn short_gop_keeps_rate_not_keyframe_rate() {
-        let mut s = Sampler::new(1.0);
+        let mut s = Sampler::new(1.0, FrameSampling::Exact);
         let (emitted, _) = run(&mut s, 30, 15, 20);
         assert_eq!(s.mode(), Mode::KeyframesOnly);
         assert_eq!(emitted.len(), 20);
@@ -251,7 +258,7 @@ mod tests {
 
     #[test]
     fn rate_above_keyframe_rate_decodes_all_frames_and_keeps_rate() {
-        let mut s = Sampler::new(2.0);
+        let mut s = Sampler::new(2.0, FrameSampling::Exact);
         let (emitted, decoded) = run(&mut s, 30, 30, 30);
         assert_eq!(s.mode(), Mode::AllFrames);
         // The first GOP is spent learning the GOP length; afterwards two samples a second.
@@ -270,7 +277,7 @@ mod tests {
 
     #[test]
     fn two_second_gop_at_one_fps_switches_to_all_frames() {
-        let mut s = Sampler::new(1.0);
+        let mut s = Sampler::new(1.0, FrameSampling::Exact);
         let (emitted, decoded) = run(&mut s, 30, 60, 30);
         assert_eq!(s.mode(), Mode::AllFrames);
         assert!((28..=30).contains(&emitted.len()), "{}", emitted.len());
@@ -279,8 +286,30 @@ mod tests {
     }
 
     #[test]
+    fn keyframe_sampling_on_a_long_gop_decodes_only_keyframes() {
+        // 4 s GOP at 25 fps, 1 fps asked: one sample per keyframe, no predicted frame decoded.
+        let mut s = Sampler::new(1.0, FrameSampling::Keyframes);
+        let (emitted, decoded) = run(&mut s, 25, 100, 40);
+        assert_eq!(s.mode(), Mode::KeyframesOnly);
+        assert_eq!(decoded, 10, "only the 10 keyframes of 40 s are decoded");
+        assert_eq!(emitted.len(), 10);
+        assert!(
+            emitted.windows(2).all(|w| w[1] - w[0] == 4000),
+            "{emitted:?}"
+        );
+    }
+
+    #[test]
+    fn keyframe_sampling_on_a_short_gop_keeps_the_rate() {
+        // Where the GOP is shorter than the interval, both policies take the same samples.
+        let mut exact = Sampler::new(1.0, FrameSampling::Exact);
+        let mut keyframes = Sampler::new(1.0, FrameSampling::Keyframes);
+        assert_eq!(run(&mut exact, 30, 15, 20), run(&mut keyframes, 30, 15, 20));
+    }
+
+    #[test]
     fn lost_data_resets_decoder_at_next_keyframe() {
-        let mut s = Sampler::new(2.0);
+        let mut s = Sampler::new(2.0, FrameSampling::Exact);
         run(&mut s, 30, 30, 5);
         s.lost();
         assert_eq!(s.on_video(5010, false), Decision::Skip);
@@ -293,7 +322,7 @@ mod tests {
     #[test]
     fn fractional_rates_follow_the_rate() {
         for fps in [0.25, 0.5, 1.0] {
-            let mut s = Sampler::new(fps);
+            let mut s = Sampler::new(fps, FrameSampling::Exact);
             let (emitted, _) = run(&mut s, 25, 25, 40);
             let expected = (40.0 * fps) as usize;
             assert!(

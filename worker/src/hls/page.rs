@@ -130,8 +130,30 @@ video{width:100%;max-height:90vh;background:#000}#status{padding:.5rem 1rem;font
 <div id="missing">hls.js is not available. Install it with <code>npm ci</code> in the Kamera
 repository root (or start the worker with <code>--hls-js /path/to/hls.min.js</code>), then reload.</div>
 <script>
-  window.kamera = { camera: '{{CAMERA}}', fatal: [], errors: [], recovered: 0, hls: null };
+  window.kamera = { camera: '{{CAMERA}}', fatal: [], errors: [], recovered: 0, hls: null,
+                    latency: [], stalls: [] };
   function hlsMissing() { document.getElementById('missing').style.display = 'block'; }
+  // What a viewer sees: for every frame presented, the wall clock minus the frame's
+  // EXT-X-PROGRAM-DATE-TIME (the worker's wall clock when the stream's first frame arrived plus
+  // stream time), and every stall after playback began with its duration.
+  function kameraWatch(video, k, pdtOf) {
+    let stalledAt = null, started = false;
+    video.addEventListener('playing', function () {
+      started = true;
+      if (stalledAt !== null) { k.stalls.push((performance.now() - stalledAt) / 1000); stalledAt = null; }
+    });
+    video.addEventListener('waiting', function () { if (started && stalledAt === null) stalledAt = performance.now(); });
+    if (!video.requestVideoFrameCallback) return;
+    const onFrame = function (_, meta) {
+      const pdt = pdtOf(meta.mediaTime);
+      if (pdt !== null) {
+        k.latency.push((performance.timeOrigin + meta.expectedDisplayTime - pdt) / 1000);
+        if (k.latency.length > 3000) k.latency.splice(0, 1000);
+      }
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  }
 </script>
 <script src="/assets/hls.min.js" onerror="hlsMissing()"></script>
 <script>
@@ -149,10 +171,25 @@ repository root (or start the worker with <code>--hls-js /path/to/hls.min.js</co
     // Safari plays LL-HLS natively.
     video.src = src; return;
   }
-  // Catch up (up to 1.5x speed) when playback falls behind the live edge.
-  const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1.5,
+  // Live edge: start at it, PART-HOLD-BACK behind (lowLatencyMode). hls.js speeds up only with
+  // more than a second buffered, which a sub-second target never has; the page steers the rate
+  // itself from the measured latency instead (below).
+  const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1,
                         manifestLoadingMaxRetry: 30, manifestLoadingRetryDelay: 500 });
   k.hls = hls;
+  kameraWatch(video, k, function (mediaTime) {
+    // The program date-time of the picture at mediaTime: from the latest segment starting
+    // at or before it (hls.js maps each segment's start to the media timeline).
+    const level = hls.levels && hls.levels[Math.max(hls.currentLevel, 0)];
+    const frags = (level && level.details && level.details.fragments) || [];
+    for (let i = frags.length - 1; i >= 0; i--) {
+      const f = frags[i];
+      if (f.programDateTime != null && f.start <= mediaTime + 0.001) {
+        return f.programDateTime + (mediaTime - f.start) * 1000;
+      }
+    }
+    return null;
+  });
   hls.on(Hls.Events.ERROR, function (_, data) {
     k.errors.push(data.type + ':' + data.details +
       (data.error && data.error.message ? ' (' + data.error.message + ')' : ''));
@@ -167,8 +204,20 @@ repository root (or start the worker with <code>--hls-js /path/to/hls.min.js</co
   hls.loadSource(src);
   hls.attachMedia(video);
   video.play().catch(function () {});
+  // Catch up when behind the target: up to 1.25x while enough is buffered not to stall, back to
+  // 1x within 0.1 s of the target (the rate never drops below 1: behind is fixed, ahead is not).
+  const TARGET_S = 0.8;
   setInterval(function () {
-    const latency = hls.latency;
+    const recent = k.latency.slice(-12).sort(function (a, b) { return a - b; });
+    if (!recent.length || video.paused) return;
+    const behind = recent[recent.length >> 1] - TARGET_S;
+    const b = video.buffered;
+    const ahead = b.length ? b.end(b.length - 1) - video.currentTime : 0;
+    const rate = behind > 0.1 && ahead > 0.3 ? Math.min(1.25, 1 + behind / 2) : 1;
+    if (Math.abs(video.playbackRate - rate) > 0.01) video.playbackRate = rate;
+  }, 250);
+  setInterval(function () {
+    const latency = k.latency.length ? k.latency[k.latency.length - 1] : NaN;
     status.textContent = k.camera + ': ' + (video.paused ? 'paused' : 'playing') +
       ' · t=' + video.currentTime.toFixed(1) + ' s' +
       (isFinite(latency) ? ' · latency ' + latency.toFixed(2) + ' s' : '');

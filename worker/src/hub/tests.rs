@@ -281,3 +281,34 @@ fn subscribing_to_a_closed_channel_ends_at_once() {
         assert!(sub.recv().await.is_none());
     });
 }
+
+#[test]
+fn a_pulled_camera_is_never_released_and_takes_no_rtmp_publisher() {
+    let hub = Hub::with_max_cameras(2);
+    hub.pull("door").expect("pull");
+    assert!(
+        hub.get("door").is_some(),
+        "listed before its source connects"
+    );
+    let grace = Duration::from_secs(1);
+    assert_eq!(hub.next_release(grace), None);
+    assert!(hub
+        .begin_release(Instant::now() + grace * 100, grace)
+        .is_empty());
+    assert!(matches!(
+        hub.publish("door", peer(), true),
+        Err(PublishError::Pulled { .. })
+    ));
+    let session = hub
+        .publish_pulled("door", peer())
+        .expect("the pull publishes");
+    assert!(hub.get("door").expect("door").is_live());
+    drop(session);
+    assert!(hub
+        .begin_release(Instant::now() + grace * 100, grace)
+        .is_empty());
+    assert!(matches!(
+        hub.publish_pulled("other", peer()),
+        Err(PublishError::Pulled { .. })
+    ));
+}

@@ -1,12 +1,14 @@
 //! Turns one publisher's RTMP audio/video messages into codec configuration and access units
-//! with normalised timestamps. Stateful per session; no I/O.
+//! with normalised timestamps. Stateful per session; no I/O. An RTSP pull (`rtsp/`) feeds the
+//! same demuxer with configurations and access units retina already parsed, so both sources
+//! share the announcement and timestamp rules.
 
 use bytes::Bytes;
 
 use super::flv::{self, AudioTag, FlvError, VideoTag};
 use super::h264::{self, H264Error};
-use super::timeline::Timeline;
-use crate::media::{AudioConfig, Frame, Track, VideoConfig};
+use super::timeline::{Mapped, Timeline};
+use crate::media::{AudioConfig, Frame, Millis, Track, VideoConfig};
 
 /// What one message produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,21 +65,8 @@ impl Demuxer {
                     // Nothing can decode a picture before its sequence header.
                     return Ok(Vec::new());
                 }
-                let mut out = self.announce();
                 let mapped = self.timeline.map(Track::Video, timestamp);
-                if mapped.discontinuity {
-                    out.push(Output::Discontinuity {
-                        track: Track::Video,
-                    });
-                }
-                out.push(Output::Frame(Frame {
-                    track: Track::Video,
-                    dts: mapped.dts,
-                    pts: mapped.dts + i64::from(composition_time),
-                    keyframe,
-                    data,
-                }));
-                Ok(out)
+                Ok(self.emit(Track::Video, mapped, composition_time, keyframe, data))
             }
             VideoTag::Ignored => Ok(Vec::new()),
             VideoTag::Unsupported(what) => Ok(self.unsupported(Track::Video, what)),
@@ -95,24 +84,69 @@ impl Demuxer {
                 if self.audio.is_none() || data.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut out = self.announce();
                 let mapped = self.timeline.map(Track::Audio, timestamp);
-                if mapped.discontinuity {
-                    out.push(Output::Discontinuity {
-                        track: Track::Audio,
-                    });
-                }
-                out.push(Output::Frame(Frame {
-                    track: Track::Audio,
-                    dts: mapped.dts,
-                    pts: mapped.dts,
-                    keyframe: true,
-                    data,
-                }));
-                Ok(out)
+                Ok(self.emit(Track::Audio, mapped, 0, true, data))
             }
             AudioTag::Unsupported(what) => Ok(self.unsupported(Track::Audio, what)),
         }
+    }
+
+    /// Sets the video configuration for the access units that follow (RTSP: from retina's
+    /// parameters, at `PLAY` and whenever the camera sends new ones).
+    pub fn configure_video(&mut self, config: VideoConfig) {
+        self.video = Some(config);
+    }
+
+    /// Sets the audio configuration for the access units that follow (RTSP).
+    pub fn configure_audio(&mut self, config: AudioConfig) {
+        self.audio = Some(config);
+    }
+
+    /// One access unit already assembled by the source (RTSP: retina's frames, AVCC
+    /// length-prefixed for video), at a timestamp widened to 64-bit milliseconds. RTP carries
+    /// presentation times only, so the decode time is the presentation time (streams with
+    /// B-frames are not supported from RTSP; IP cameras do not send them).
+    pub fn access_unit(
+        &mut self,
+        track: Track,
+        millis: Millis,
+        keyframe: bool,
+        data: Bytes,
+    ) -> Vec<Output> {
+        let configured = match track {
+            Track::Video => self.video.is_some(),
+            Track::Audio => self.audio.is_some(),
+        };
+        if !configured || data.is_empty() {
+            return Vec::new();
+        }
+        let mapped = self.timeline.map_extended(track, millis);
+        let keyframe = keyframe || track == Track::Audio;
+        self.emit(track, mapped, 0, keyframe, data)
+    }
+
+    /// The frame at `mapped`, after the configuration announcement and the discontinuity
+    /// report it needs.
+    fn emit(
+        &mut self,
+        track: Track,
+        mapped: Mapped,
+        composition_time: i32,
+        keyframe: bool,
+        data: Bytes,
+    ) -> Vec<Output> {
+        let mut out = self.announce();
+        if mapped.discontinuity {
+            out.push(Output::Discontinuity { track });
+        }
+        out.push(Output::Frame(Frame {
+            track,
+            dts: mapped.dts,
+            pts: mapped.dts + i64::from(composition_time),
+            keyframe,
+            data,
+        }));
+        out
     }
 
     /// Announces the configuration lazily, at the first frame after a change, so that the
@@ -129,7 +163,8 @@ impl Demuxer {
         }]
     }
 
-    fn unsupported(&mut self, track: Track, what: String) -> Vec<Output> {
+    /// Reports a codec Kamera does not accept, once per session and track.
+    pub fn unsupported(&mut self, track: Track, what: String) -> Vec<Output> {
         let t = track as usize;
         if self.reported[t] {
             return Vec::new();
@@ -199,6 +234,41 @@ mod tests {
         let f = frames(&out)[0];
         assert_eq!((f.dts, f.pts, f.keyframe), (1033, 1000, false));
         assert_eq!(&f.data[..], &[0, 0, 0, 2, 0x65, 0x88]);
+    }
+
+    #[test]
+    fn access_units_from_a_parsed_source_share_the_rules() {
+        let mut d = Demuxer::default();
+        let au = Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]);
+        assert!(
+            d.access_unit(Track::Video, 0, true, au.clone()).is_empty(),
+            "nothing before a configuration"
+        );
+        d.configure_video(
+            h264::parse_avcc(avcc_record(SPS_240P_BASELINE, &[0x68, 0xce, 0x3c, 0x80]))
+                .expect("avcc"),
+        );
+        let out = d.access_unit(Track::Video, 1 << 33, true, au.clone());
+        assert!(matches!(
+            &out[0],
+            Output::Config {
+                video: Some(_),
+                audio: None
+            }
+        ));
+        assert_eq!(frames(&out)[0].dts, 1 << 33, "64-bit time is kept");
+        let out = d.access_unit(Track::Video, 40, false, au);
+        assert!(matches!(
+            &out[0],
+            Output::Discontinuity {
+                track: Track::Video
+            }
+        ));
+        let f = frames(&out)[0];
+        assert_eq!(
+            (f.dts, f.pts, f.keyframe),
+            ((1 << 33) + 1, (1 << 33) + 1, false)
+        );
     }
 
     #[test]

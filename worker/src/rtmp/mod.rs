@@ -2,6 +2,7 @@
 //! FLV messages into the hub's access units.
 
 pub mod demux;
+pub mod feed;
 pub mod flv;
 pub mod h264;
 pub mod server;

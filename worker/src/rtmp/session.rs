@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::demux::{Demuxer, Output};
+use super::demux::Demuxer;
 use crate::auth::PublishPolicy;
 use crate::drops::DropLog;
 use crate::hub::{Hub, PublishError, Publisher};
@@ -327,6 +327,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         warn!(%camera, reason = %e, "publish refused: the camera is being released");
                         "releasing"
                     }
+                    PublishError::Pulled { .. } => {
+                        warn!(%camera, reason = %e, "publish refused: the camera is pulled from RTSP");
+                        "pulled"
+                    }
                 };
                 sessions.with_label_values(&[result]).inc();
                 self.refused = true;
@@ -360,38 +364,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return;
             }
         };
-        for out in outputs {
-            match out {
-                Output::Config { video, audio } => {
-                    if let Some(v) = &video {
-                        info!(%camera, codec = %v.codec_string(), width = v.width, height = v.height, "video configuration");
-                    }
-                    if let Some(a) = &audio {
-                        info!(%camera, codec = %a.codec_string(), sample_rate = a.sample_rate, channels = a.channels, "audio configuration");
-                    }
-                    publisher.set_info(video, audio);
-                }
-                Output::Frame(frame) => {
-                    m.frames
-                        .with_label_values(&[camera, frame.track.as_str()])
-                        .inc();
-                    publisher.push(frame);
-                }
-                Output::Unsupported { track, what } => {
-                    warn!(%camera, track = track.as_str(), %what, "unsupported codec: track ignored, session kept");
-                    m.unsupported
-                        .with_label_values(&[camera, track.as_str()])
-                        .inc();
-                    publisher.report_unsupported(track, &what);
-                }
-                Output::Discontinuity { track } => {
-                    info!(%camera, track = track.as_str(), "timestamp discontinuity smoothed");
-                    m.discontinuities
-                        .with_label_values(&[camera, track.as_str()])
-                        .inc();
-                }
-            }
-        }
+        super::feed::deliver(outputs, camera, publisher, m);
     }
 
     fn end_publish(&mut self) {

@@ -1,5 +1,6 @@
-//! Normalises RTMP timestamps (32-bit milliseconds that wrap, jump and go backwards on cheap
-//! cameras) into one 64-bit, per-track monotonic timeline shared by audio and video.
+//! Normalises media timestamps (RTMP's 32-bit milliseconds that wrap, and the RTP clocks of
+//! RTSP cameras; both jump and go backwards on cheap cameras) into one 64-bit, per-track
+//! monotonic timeline shared by audio and video.
 
 use crate::media::{Millis, Track};
 
@@ -27,6 +28,7 @@ pub struct Mapped {
 }
 
 impl Timeline {
+    /// Maps a 32-bit millisecond timestamp (RTMP), following it across the 2^32 ms wrap.
     pub fn map(&mut self, track: Track, raw: u32) -> Mapped {
         let extended = match self.last_raw {
             None => i64::from(raw),
@@ -35,7 +37,12 @@ impl Timeline {
         };
         self.last_raw = Some(raw);
         self.extended = extended;
+        self.map_extended(track, extended)
+    }
 
+    /// Maps a timestamp already widened to 64-bit milliseconds (RTSP: retina extends the
+    /// 32-bit RTP clock itself), smoothing jumps and backward steps like [`Timeline::map`].
+    pub fn map_extended(&mut self, track: Track, extended: Millis) -> Mapped {
         let t = track as usize;
         let mut dts = extended + self.offset;
         let mut discontinuity = false;
@@ -96,6 +103,19 @@ mod tests {
         );
         // Audio shares the shifted timeline.
         assert_eq!(tl.map(Track::Audio, 500_040).dts, 1106);
+    }
+
+    #[test]
+    fn widened_timestamps_are_smoothed_the_same_way() {
+        let mut tl = Timeline::default();
+        assert_eq!(tl.map_extended(Track::Video, 1 << 40).dts, 1 << 40);
+        assert_eq!(
+            tl.map_extended(Track::Video, (1 << 40) + 40).dts,
+            (1 << 40) + 40
+        );
+        let jumped = tl.map_extended(Track::Video, 5);
+        assert!(jumped.discontinuity);
+        assert_eq!(jumped.dts, (1 << 40) + 80);
     }
 
     #[test]
