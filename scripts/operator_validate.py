@@ -9,6 +9,7 @@
    that only a rule refuses carries a `# rejected by CEL: <message>` line, and
    operator/tests/crd_rules.rs (cargo test) checks that its rule refuses it with that message.
 4. No two examples ask for the same node port.
+5. The example Secrets (examples/secrets) validate against the real Kubernetes schemas.
 """
 
 import copy
@@ -129,6 +130,12 @@ def main():
                 print(f"ok   {path.name} left to its CEL rule ({cel[0]!r}), checked by operator/tests/crd_rules.rs")
             else:
                 raise SystemExit(f"FAIL {path.relative_to(ROOT)} should be rejected by its CRD but is accepted")
+
+    secrets = sorted((ROOT / "examples" / "secrets").glob("*.yaml"))
+    for path in secrets:
+        for obj in docs(path):
+            k8s_validate(obj, str(path.relative_to(ROOT)))
+    print(f"ok   {len(secrets)} example Secrets valid for Kubernetes {K8S_VERSION}")
 
     processors = sorted((ROOT / "examples" / "processors").glob("*.yaml"))
     count = 0

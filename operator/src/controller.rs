@@ -7,7 +7,8 @@
 //! - Deployments, Services, claims and pods labelled with a camera: caches the reconciler reads
 //!   (so that an unchanged object is never written again) and triggers for status.
 //! - Pool Deployments (labelled with a processor): the same for FrameProcessors in pool mode.
-//! - Secrets are never watched: a Camera reads its stream key Secret by name.
+//! - Secrets are never watched: a Camera reads the Secrets it names (stream key, viewer tokens,
+//!   RTSP credentials) by name, and looks again every minute.
 
 use std::sync::Arc;
 use std::time::Duration;

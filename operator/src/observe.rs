@@ -98,6 +98,31 @@ pub struct FramesReport {
     pub processors: Vec<ProcessorReport>,
 }
 
+/// A pulled camera's source, as the worker reports it (`source` in `/api/cameras/<camera>`;
+/// absent for a pushed camera and from workers before RTSP pull). Only what the status shows is
+/// kept: the worker's counters and countdowns (`failures`, `retry_in_ms`, `since`) move at
+/// every poll and would count as a change each time.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct SourceReport {
+    /// `rtsp`.
+    #[serde(default)]
+    pub kind: String,
+    /// `connecting`, `playing` or `backoff`.
+    #[serde(default)]
+    pub state: String,
+    /// Why the last attempt or session failed (kept after a later success).
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl SourceReport {
+    /// Failing: waiting to retry, or retrying after a failure. Polls catch a failing pull in
+    /// either state, so both read the same and flipping between them is no change.
+    pub fn failing(&self) -> bool {
+        self.state == "backoff" || (self.state == "connecting" && self.last_error.is_some())
+    }
+}
+
 /// What a worker says about its camera (the fields of `/api/cameras/<camera>` the operator uses).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct WorkerReport {
@@ -131,6 +156,9 @@ pub struct WorkerReport {
     /// Frames and processors.
     #[serde(default)]
     pub frames: Option<FramesReport>,
+    /// The RTSP source of a pulled camera.
+    #[serde(default)]
+    pub source: Option<SourceReport>,
 }
 
 /// The newest word from a camera's worker.
@@ -154,6 +182,11 @@ impl Observation {
             return self;
         };
         new.fps = steady(old.fps, new.fps, 0.05);
+        if let (Some(now), Some(before)) = (new.source.as_mut(), old.source.as_ref()) {
+            if now.failing() && before.failing() && now.last_error == before.last_error {
+                now.state.clone_from(&before.state);
+            }
+        }
         new.bitrate = steady(
             old.bitrate.map(|b| b as f64),
             new.bitrate.map(|b| b as f64),

@@ -170,6 +170,15 @@ fn reason(status: &CameraStatus, type_: &str) -> (String, String) {
     (c.status.clone(), c.reason.clone())
 }
 
+/// Every request other than a GET since the `before`-th, as `METHOD path`.
+fn writes_since(api: &FakeApi, before: usize) -> Vec<String> {
+    api.received()[before..]
+        .iter()
+        .filter(|r| r.method != Method::GET)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
 fn event_reasons(api: &FakeApi) -> Vec<String> {
     api.writes_to("/events")
         .iter()
@@ -234,11 +243,7 @@ async fn an_unchanged_worker_state_patches_nothing() {
     noisy["bitrate"] = json!(3_990_000);
     worker.answer(StatusCode::OK, noisy);
     round(&api, &worker).await;
-    let writes: Vec<String> = api.received()[before..]
-        .iter()
-        .filter(|r| r.method != Method::GET)
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let writes = writes_since(&api, before);
     assert!(writes.is_empty(), "wrote {writes:?}");
 }
 
@@ -384,5 +389,82 @@ async fn a_restarted_operator_keeps_the_workers_word_until_it_answers_again() {
     assert!(
         writes.is_empty(),
         "a restart is not the camera going offline: {writes:?}"
+    );
+}
+
+fn pulled_lobby() -> Camera {
+    use crate::crd::camera::{RtspSource, SourceSpec};
+    let mut cam = lobby();
+    cam.spec.source = Some(SourceSpec {
+        rtsp: Some(RtspSource {
+            url: "rtsp://10.0.0.7/stream1".into(),
+            ..Default::default()
+        }),
+    });
+    cam
+}
+
+fn pull_answer(state: &str, last_error: Option<&str>, retry_in_ms: u64) -> Value {
+    json!({
+        "name": "lobby", "live": false, "unsupported": [],
+        "source": {"kind": "rtsp", "url": "rtsp://10.0.0.7/stream1", "state": state,
+                   "since": "2026-12-01T10:00:00.000Z", "last_error": last_error,
+                   "failures": retry_in_ms / 1000, "retry_in_ms": retry_in_ms},
+    })
+}
+
+#[tokio::test]
+async fn a_failing_pull_is_ingesting_false_with_the_workers_error_and_its_retries_write_nothing() {
+    let api = running(pulled_lobby()).await;
+    let refused = "the camera refused the credentials (401 Unauthorized)";
+    let worker = FakeWorker::start(pull_answer("backoff", Some(refused), 4000)).await;
+    let status = round(&api, &worker).await;
+    assert_eq!(
+        status.ingest_url.as_deref(),
+        Some("rtsp://10.0.0.7/stream1")
+    );
+    let ingesting = find(&status.conditions, INGESTING).expect("Ingesting");
+    assert_eq!(
+        (ingesting.status.as_str(), ingesting.reason.as_str()),
+        ("False", "PullFailed")
+    );
+    assert!(ingesting.message.contains(refused), "{}", ingesting.message);
+
+    // The worker retries: connecting again, backing off again, counters moving.
+    let before = api.received().len();
+    worker.answer(StatusCode::OK, pull_answer("connecting", Some(refused), 0));
+    round(&api, &worker).await;
+    worker.answer(StatusCode::OK, pull_answer("backoff", Some(refused), 8000));
+    round(&api, &worker).await;
+    let writes = writes_since(&api, before);
+    assert!(writes.is_empty(), "wrote {writes:?}");
+}
+
+#[tokio::test]
+async fn a_pull_that_plays_is_ingesting_with_its_url_and_a_live_event() {
+    let api = running(pulled_lobby()).await;
+    let mut playing = live_answer();
+    playing["publisher"] = Value::Null;
+    playing["source"] = json!({"kind": "rtsp", "state": "playing", "last_error": null});
+    let worker = FakeWorker::start(playing).await;
+    let status = round(&api, &worker).await;
+    let ingesting = find(&status.conditions, INGESTING).expect("Ingesting");
+    assert_eq!(
+        (ingesting.status.as_str(), ingesting.reason.as_str()),
+        ("True", "Pulling")
+    );
+    assert!(
+        ingesting.message.ends_with("from rtsp://10.0.0.7/stream1"),
+        "{}",
+        ingesting.message
+    );
+    let live = api
+        .writes_to("/events")
+        .into_iter()
+        .find(|e| e.body["reason"] == "Live")
+        .expect("a Live event");
+    assert_eq!(
+        live.body["note"],
+        "the camera went live: pulling rtsp://10.0.0.7/stream1"
     );
 }

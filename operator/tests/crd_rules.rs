@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, PersistentVolumeClaimVolumeSource, Volume, VolumeMount,
 };
 use kamera_operator::crd::camera::{
-    Camera, CameraSpec, ExposureSpec, RetentionSpec, ServiceSpec, ServiceType, TokensSecretRef,
+    Camera, CameraSpec, CredentialsSecretRef, ExposureSpec, RetentionSpec, RtspSource,
+    RtspTransport, ServiceSpec, ServiceType, SourceSpec, TokensSecretRef,
 };
 use kamera_operator::crd::crds;
 use kamera_operator::crd::processor::{FrameProcessor, FrameProcessorSpec, GpuSpec, ProcessorMode};
@@ -155,7 +156,7 @@ fn every_rule_has_a_reason_and_its_field_path_names_a_field() {
     let mut rules = 0;
     walk(&schema("Camera"), "Camera", &mut rules);
     walk(&schema("FrameProcessor"), "FrameProcessor", &mut rules);
-    assert_eq!(rules, 19, "a rule was added or lost: count it here");
+    assert_eq!(rules, 24, "a rule was added or lost: count it here");
 }
 
 #[test]
@@ -371,6 +372,86 @@ fn the_deprecated_service_and_ingest_service_are_not_both_set() {
     cam.spec.service = Some(ServiceSpec::default());
     cam.spec.ingest.service = Some(ExposureSpec::default());
     assert_eq!(only(&camera_failures(&cam, None)).0, "spec.service");
+}
+
+fn pulling(url: &str) -> Camera {
+    let mut cam = camera("gate");
+    cam.spec.source = Some(SourceSpec {
+        rtsp: Some(RtspSource {
+            url: url.into(),
+            credentials_secret_ref: Some(CredentialsSecretRef {
+                name: "gate-creds".into(),
+            }),
+            transport: RtspTransport::Udp,
+        }),
+    });
+    cam
+}
+
+#[test]
+fn rtsp_urls_the_worker_can_pull_pass_every_rule() {
+    for ok in [
+        "rtsp://10.0.0.7/stream1",
+        "rtsp://cam.local:8554/Streaming/Channels/101?transportmode=unicast",
+        "rtsp://[2001:db8::7]/live",
+        "rtsp://10.0.0.7",
+        "rtsp://10.0.0.7/a%2Cb",
+    ] {
+        let errors = camera_failures(&pulling(ok), None);
+        assert!(errors.is_empty(), "{ok}: {errors:#?}");
+    }
+}
+
+#[test]
+fn credentials_in_an_rtsp_url_are_refused_pointing_at_the_secret() {
+    for bad in [
+        "rtsp://admin:hunter2@10.0.0.7/stream1",
+        "rtsp://admin@10.0.0.7/",
+    ] {
+        let errors = camera_failures(&pulling(bad), None);
+        let (path, reason, message) = only(&errors);
+        assert_eq!(path, "spec.source.rtsp.url", "{bad}");
+        assert_eq!(reason, Some("FieldValueForbidden"));
+        assert!(message.contains("credentialsSecretRef"), "{message}");
+    }
+}
+
+#[test]
+fn other_schemes_rtsps_and_malformed_rtsp_urls_are_refused_with_one_message_each() {
+    let rtsps = camera_failures(&pulling("rtsps://10.0.0.7/stream1"), None);
+    assert!(only(&rtsps).2.contains("not supported yet"), "{rtsps:#?}");
+    for bad in [
+        "http://10.0.0.7/",
+        "rtsp://",
+        "rtsp:///x",
+        "10.0.0.7/stream1",
+    ] {
+        let errors = camera_failures(&pulling(bad), None);
+        let (path, reason, message) = only(&errors);
+        assert_eq!(path, "spec.source.rtsp.url", "{bad}");
+        assert_eq!(reason, Some("FieldValueInvalid"));
+        assert!(
+            message.contains("rtsp://host[:port]/path"),
+            "{bad}: {message}"
+        );
+    }
+    for bad in ["rtsp://10.0.0.7/a,b", "rtsp://10.0.0.7/a b"] {
+        let errors = camera_failures(&pulling(bad), None);
+        assert!(only(&errors).2.contains("commas"), "{bad}: {errors:#?}");
+    }
+}
+
+#[test]
+fn a_pulled_camera_refuses_settings_for_publishers() {
+    let mut cam = pulling("rtsp://10.0.0.7/stream1");
+    cam.spec.ingest.service = Some(ExposureSpec {
+        type_: ServiceType::LoadBalancer,
+        ..Default::default()
+    });
+    let errors = camera_failures(&cam, None);
+    let (path, _, message) = only(&errors);
+    assert_eq!(path, "spec.source.rtsp");
+    assert!(message.contains("takes no RTMP publishers"), "{message}");
 }
 
 #[test]

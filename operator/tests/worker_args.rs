@@ -4,13 +4,14 @@
 use std::time::Duration;
 
 use kamera_operator::crd::camera::{CameraSpec, RetentionSpec};
-use kamera_operator::reconcile::worker_args::{worker_args, worker_command};
+use kamera_operator::reconcile::worker_args::{pull_args, worker_args, worker_command};
 use kamera_worker::config::Config;
 
 fn parse(name: &str, spec: &CameraSpec, publish_key: bool) -> Config {
     let argv: Vec<String> = worker_command()
         .into_iter()
         .chain(worker_args(name, spec, publish_key))
+        .chain(pull_args(name, spec))
         .collect();
     match Config::try_parse_from(&argv) {
         Ok(config) => config,
@@ -135,5 +136,52 @@ fn pool_args_parse_into_the_workers_pools_and_token_dir() {
     assert_eq!(
         config.pool_token_dir.as_deref().and_then(|p| p.to_str()),
         Some("/var/run/kamera-pools")
+    );
+}
+
+#[test]
+fn a_pulled_camera_reaches_the_worker_as_a_pull_with_its_credentials_dir_and_transport() {
+    use kamera_operator::crd::camera::{
+        CredentialsSecretRef, RtspSource, RtspTransport, SourceSpec,
+    };
+    use kamera_worker::config::PullTransport;
+    let spec = CameraSpec {
+        source: Some(SourceSpec {
+            rtsp: Some(RtspSource {
+                url: "rtsp://10.0.0.7:554/Streaming/Channels/101?transportmode=unicast".into(),
+                credentials_secret_ref: Some(CredentialsSecretRef {
+                    name: "gate-creds".into(),
+                }),
+                transport: RtspTransport::Udp,
+            }),
+        }),
+        ..Default::default()
+    };
+    let config = parse("gate", &spec, false);
+    let pulls: Vec<(&str, &str)> = config
+        .pulls
+        .iter()
+        .map(|p| (p.camera.as_str(), p.url.as_str()))
+        .collect();
+    assert_eq!(
+        pulls,
+        [(
+            "gate",
+            "rtsp://10.0.0.7:554/Streaming/Channels/101?transportmode=unicast"
+        )]
+    );
+    assert_eq!(
+        config
+            .pull_credentials_dir
+            .as_deref()
+            .and_then(|p| p.to_str()),
+        Some("/var/run/kamera-rtsp")
+    );
+    assert_eq!(config.pull_transport, PullTransport::Udp);
+    assert_eq!(config.cameras, ["gate"]);
+    assert_eq!(
+        config.max_cameras(),
+        1,
+        "the pulled camera is the pod's one camera"
     );
 }

@@ -1,4 +1,5 @@
-//! The `Camera` resource: one RTMP ingest with LL-HLS, recording and frames, run as one worker pod.
+//! The `Camera` resource: one ingest (RTMP push, or an RTSP camera pulled) with LL-HLS,
+//! recording and frames, run as one worker pod.
 //!
 //! Field names and validation here are a public contract (CRD `cameras.kamera.dev`); the
 //! reconciler turns a spec into the worker's flags in `reconcile::worker_args`.
@@ -12,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{DURATION_PATTERN, SIZE_PATTERN};
 
-/// A camera: publishers push RTMP to it; viewers get LL-HLS; recordings and frames for processors.
+/// A camera: publishers push RTMP to it (or the worker pulls RTSP); viewers get LL-HLS;
+/// recordings and frames for processors.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "kamera.dev",
@@ -22,7 +24,7 @@ use super::{DURATION_PATTERN, SIZE_PATTERN};
     shortname = "cam",
     category = "kamera",
     status = "CameraStatus",
-    doc = "A camera: RTMP ingest, LL-HLS live view, recording and frames for processors, run as one worker pod.",
+    doc = "A camera: RTMP push or RTSP pull ingest, LL-HLS live view, recording and frames for processors, run as one worker pod.",
     printcolumn(name = "Live", type_ = "boolean", json_path = ".status.live"),
     printcolumn(name = "Resolution", type_ = "string", json_path = ".status.resolution"),
     printcolumn(name = "FPS", type_ = "number", json_path = ".status.fps"),
@@ -30,7 +32,7 @@ use super::{DURATION_PATTERN, SIZE_PATTERN};
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(name = "Bitrate", type_ = "integer", json_path = ".status.bitrate", priority = 1, description = "Bits per second the publisher sends"),
-    printcolumn(name = "Ingest URL", type_ = "string", json_path = ".status.ingestUrl", priority = 1),
+    printcolumn(name = "Ingest URL", type_ = "string", json_path = ".status.ingestUrl", priority = 1, description = "Where the video comes in: the RTMP URL to publish to, or the RTSP URL the worker pulls"),
     validation = Rule::new("size(self.metadata.name) <= 58 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
         .message("a Camera's name must be a DNS-1035 label (lower case letters, digits, '-', starting with a letter, at most 58 characters): it names its Services (`<camera>`, `<camera>-http`) and its stream")
         .field_path(".metadata.name")
@@ -41,7 +43,15 @@ use super::{DURATION_PATTERN, SIZE_PATTERN};
     .message("service is the deprecated name of ingest.service: set only ingest.service")
     .field_path(".service")
     .reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("!has(self.source) || !has(self.source.rtsp) || ((!has(self.ingest) || (!has(self.ingest.streamKeySecretRef) && !has(self.ingest.service))) && !has(self.service))")
+    .message("a camera that pulls RTSP (source.rtsp) takes no RTMP publishers: remove ingest.streamKeySecretRef, ingest.service and service")
+    .field_path(".source.rtsp")
+    .reason(Reason::FieldValueForbidden))]
 pub struct CameraSpec {
+    /// Where the video comes from: unset, publishers push RTMP to the camera; `rtsp`, the
+    /// worker pulls an RTSP camera (and refuses RTMP publishers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceSpec>,
     /// How publishers connect.
     #[serde(default)]
     pub ingest: IngestSpec,
@@ -67,6 +77,84 @@ pub struct CameraSpec {
     /// Scale the worker to zero while keeping recordings and the Service.
     #[serde(default)]
     pub suspend: bool,
+}
+
+/// Where a camera's video comes from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Pull this RTSP camera (reconnecting with backoff while it fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtsp: Option<RtspSource>,
+}
+
+/// The longest RTSP URL accepted.
+pub const MAX_RTSP_URL: usize = 2048;
+
+/// An RTSP camera the worker pulls.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RtspSource {
+    /// The camera's stream, `rtsp://host[:port]/path`, without credentials (they go in
+    /// `credentialsSecretRef`). `rtsps://` is not supported yet.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(
+        validation = Rule::new("!self.startsWith('rtsps://')")
+            .message("rtsps:// (RTSP over TLS) is not supported yet: use rtsp:// (inside a trusted network or a VPN)")
+            .reason(Reason::FieldValueForbidden),
+        validation = Rule::new("self.startsWith('rtsps://') || self.matches('^rtsp://[^/?#@]+([/?]|$)') || self.matches('^rtsp://[^/?#]*@')")
+            .message("url must be rtsp://host[:port]/path, e.g. rtsp://10.0.0.7/stream1")
+            .reason(Reason::FieldValueInvalid),
+        validation = Rule::new("!self.matches('^rtsps?://[^/?#]*@')")
+            .message("url must not carry credentials (user:password@host): put them in a kubernetes.io/basic-auth Secret (keys username, password) and name it in credentialsSecretRef")
+            .reason(Reason::FieldValueForbidden),
+        validation = Rule::new("!self.matches('[[:space:],]')")
+            .message("url must not contain whitespace or commas (write a comma as %2C)")
+            .reason(Reason::FieldValueInvalid),
+    )]
+    pub url: String,
+    /// A Secret of type `kubernetes.io/basic-auth` (keys `username` and `password`) with the
+    /// camera's credentials. It is mounted into the worker container only and read at every
+    /// connection attempt, so rotating it needs no restart. Without it the camera is pulled
+    /// without credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<CredentialsSecretRef>,
+    /// How RTP reaches the worker: `tcp` (interleaved on the RTSP connection; works through NAT
+    /// and firewalls) or `udp` (LAN only; lost packets are not retransmitted).
+    #[serde(default)]
+    pub transport: RtspTransport,
+}
+
+/// A Secret holding a user name and a password (`kubernetes.io/basic-auth`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialsSecretRef {
+    /// Name of the Secret, in the Camera's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// How RTP travels from an RTSP camera to the worker.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    /// Interleaved on the RTSP TCP connection.
+    #[default]
+    Tcp,
+    /// Separate UDP ports.
+    Udp,
+}
+
+impl RtspTransport {
+    /// The worker's name for it (`--pull-transport`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RtspTransport::Tcp => "tcp",
+            RtspTransport::Udp => "udp",
+        }
+    }
 }
 
 /// How publishers connect.
@@ -200,6 +288,11 @@ impl CameraSpec {
     /// How the HTTP Service is exposed (`ClusterIP` unless asked).
     pub fn http_exposure(&self) -> ExposureSpec {
         self.http.service.clone().unwrap_or_default()
+    }
+
+    /// The RTSP camera the worker pulls, if the camera has one.
+    pub fn rtsp(&self) -> Option<&RtspSource> {
+        self.source.as_ref().and_then(|s| s.rtsp.as_ref())
     }
 }
 
@@ -476,7 +569,9 @@ pub struct CameraStatus {
     /// `Ready`, `ProcessorsReady` (and, when the worker reports them, `Ingesting`, `Recording`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// Where publishers push RTMP.
+    /// Where the video comes in: the RTMP URL publishers push to, or, for a camera with
+    /// `source.rtsp`, the RTSP URL the worker pulls (as written in the spec, without
+    /// credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest_url: Option<String>,
     /// Where viewers play LL-HLS.

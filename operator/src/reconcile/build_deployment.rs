@@ -26,10 +26,11 @@ use crate::reconcile::names::{
     WORKER_CONTAINER,
 };
 use crate::reconcile::names::{pool_token_volume_name, POOL_TOKENS_DIR};
+use crate::reconcile::names::{RTSP_CREDENTIALS_DIR, RTSP_CREDENTIALS_VOLUME};
 use crate::reconcile::overrides::{apply_overrides, OverrideError};
 use crate::reconcile::resolve::ResolvedProcessor;
 use crate::reconcile::schedule::PodScheduling;
-use crate::reconcile::worker_args::{pool_args, worker_args, worker_command};
+use crate::reconcile::worker_args::{pool_args, pull_args, worker_args, worker_command};
 use crate::reconcile::{owner_references, CameraRef};
 
 /// The user and group every container runs as (the distroless "nonroot" user).
@@ -188,7 +189,17 @@ fn worker_container(pod: &WorkerPod<'_>) -> Container {
             true,
         ));
     }
+    if rtsp_credentials(pod).is_some() {
+        // The user's Secret itself, whole-volume (no subPath): the kubelet swaps in rotated
+        // credentials and the worker reads them at its next connection attempt, no restart.
+        mounts.push(mount(
+            RTSP_CREDENTIALS_VOLUME,
+            &format!("{RTSP_CREDENTIALS_DIR}/{}", pod.at.name),
+            true,
+        ));
+    }
     let mut args = worker_args(&pod.at.name, &pod.camera.spec, pod.publish_key.is_some());
+    args.extend(pull_args(&pod.at.name, &pod.camera.spec));
     args.extend(pool_args(&pools, &pod.at.namespace));
     Container {
         name: WORKER_CONTAINER.into(),
@@ -317,6 +328,9 @@ fn volumes(pod: &WorkerPod<'_>) -> Vec<Volume> {
     for pool in pools(pod) {
         volumes.push(token_volume(&pool_token_volume_name(pool), pool));
     }
+    if let Some(secret) = rtsp_credentials(pod) {
+        volumes.push(rtsp_credentials_volume(secret));
+    }
     if pod.publish_key.is_some() {
         volumes.push(Volume {
             name: "publish-key".into(),
@@ -329,6 +343,38 @@ fn volumes(pod: &WorkerPod<'_>) -> Vec<Volume> {
         });
     }
     volumes
+}
+
+/// The name of the Secret with the RTSP camera's credentials, if the camera names one.
+fn rtsp_credentials<'a>(pod: &WorkerPod<'a>) -> Option<&'a str> {
+    let rtsp = pod.camera.spec.rtsp()?;
+    rtsp.credentials_secret_ref
+        .as_ref()
+        .map(|r| r.name.as_str())
+}
+
+/// The user's `kubernetes.io/basic-auth` Secret, its two keys only, readable by the pod's group
+/// alone. Only its name reaches the pod template, so new content never restarts the pod.
+/// Optional: the reconcile holds a camera whose Secret is missing before it builds anything,
+/// and a Secret deleted later must not keep a restarted worker from starting (it then reports
+/// the refused connection, and the Camera says the Secret is missing).
+fn rtsp_credentials_volume(secret: &str) -> Volume {
+    let item = |key: &str| k8s_openapi::api::core::v1::KeyToPath {
+        key: key.into(),
+        path: key.into(),
+        ..Default::default()
+    };
+    Volume {
+        name: RTSP_CREDENTIALS_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_string()),
+            default_mode: Some(0o440),
+            items: Some(vec![item("username"), item("password")]),
+            optional: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// The operator's default pull secrets and every processor's, each once.

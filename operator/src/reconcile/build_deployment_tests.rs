@@ -375,6 +375,115 @@ fn publish_key_is_mounted_and_its_change_rolls_the_pod() {
     );
 }
 
+fn pulling(name: &str, credentials: Option<&str>) -> Camera {
+    use crate::crd::camera::{CredentialsSecretRef, RtspSource, SourceSpec};
+    let mut cam = test_camera(name);
+    cam.spec.source = Some(SourceSpec {
+        rtsp: Some(RtspSource {
+            url: "rtsp://10.0.0.7/stream1".into(),
+            credentials_secret_ref: credentials.map(|n| CredentialsSecretRef { name: n.into() }),
+            transport: Default::default(),
+        }),
+    });
+    cam
+}
+
+fn mounts_of(c: &Container) -> Vec<(&str, &str, Option<bool>)> {
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+        .collect()
+}
+
+#[test]
+fn rtsp_credentials_are_the_users_secret_mounted_read_only_into_the_worker_alone() {
+    let cam = pulling("gate", Some("gate-creds"));
+    let d = build(&cam, &[cpu()], None);
+    let w = container(&d, "worker");
+    let args: Vec<&str> = w.args.iter().flatten().map(String::as_str).collect();
+    let tail = [
+        "--pull",
+        "gate=rtsp://10.0.0.7/stream1",
+        "--pull-credentials-dir",
+        "/var/run/kamera-rtsp",
+        "--pull-transport",
+        "tcp",
+    ];
+    assert!(args.windows(tail.len()).any(|w| w == tail), "{args:?}");
+    assert!(mounts_of(w).contains(&(
+        "kamera-rtsp-credentials",
+        "/var/run/kamera-rtsp/gate",
+        Some(true)
+    )));
+    let sidecar = container(&d, "processor-motion");
+    assert!(
+        !mounts_of(sidecar)
+            .iter()
+            .any(|(name, path, _)| name.contains("rtsp") || path.contains("rtsp")),
+        "a processor never sees the camera's credentials: {:?}",
+        mounts_of(sidecar)
+    );
+    let volume = pod(&d)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "kamera-rtsp-credentials")
+        .and_then(|v| v.secret.clone())
+        .expect("a Secret volume");
+    assert_eq!(volume.secret_name.as_deref(), Some("gate-creds"));
+    assert_eq!(
+        volume.default_mode,
+        Some(0o440),
+        "group-readable through the pod's fsGroup"
+    );
+    assert_eq!(
+        pod(&d).security_context.as_ref().and_then(|s| s.fs_group),
+        Some(RUN_AS)
+    );
+    let keys: Vec<&str> = volume
+        .items
+        .iter()
+        .flatten()
+        .map(|i| i.key.as_str())
+        .collect();
+    assert_eq!(keys, ["username", "password"]);
+}
+
+#[test]
+fn a_pulled_camera_without_credentials_mounts_nothing_for_them() {
+    let d = build(&pulling("gate", None), &[], None);
+    let w = container(&d, "worker");
+    let args: Vec<&str> = w.args.iter().flatten().map(String::as_str).collect();
+    assert!(args.contains(&"--pull"), "{args:?}");
+    assert!(!args.contains(&"--pull-credentials-dir"), "{args:?}");
+    assert!(!mounts_of(w)
+        .iter()
+        .any(|(name, _, _)| name.contains("rtsp")));
+    assert!(!pod(&d)
+        .volumes
+        .iter()
+        .flatten()
+        .any(|v| v.name.contains("rtsp")));
+    let pushed = build(&test_camera("door"), &[], None);
+    assert!(!container(&pushed, "worker")
+        .args
+        .iter()
+        .flatten()
+        .any(|a| a.starts_with("--pull")));
+}
+
+#[test]
+fn new_rtsp_credentials_never_restart_the_pod_but_another_secret_does() {
+    // The reconcile never reads the credentials into the build: the pod template only names
+    // the Secret, so rotating its content leaves the config hash (and the pod) as it is.
+    let a = build(&pulling("gate", Some("gate-creds")), &[], None);
+    let same = build(&pulling("gate", Some("gate-creds")), &[], None);
+    let other = build(&pulling("gate", Some("gate-creds-v2")), &[], None);
+    assert_eq!(deployment_config_hash(&a), deployment_config_hash(&same));
+    assert_ne!(deployment_config_hash(&a), deployment_config_hash(&other));
+}
+
 #[test]
 fn a_processor_change_changes_the_config_hash() {
     let cam = test_camera("lobby");

@@ -38,7 +38,8 @@ use crate::reconcile::ownership::{ownership, Ownership};
 use crate::reconcile::resolve::{resolve_processors, ResolvedProcessor};
 use crate::reconcile::schedule::schedule;
 use crate::reconcile::secrets::{
-    apply_http_tokens, apply_publish_key, ensure_pool_token, read_secret_value,
+    apply_http_tokens, apply_publish_key, ensure_pool_token, read_secret, read_secret_value,
+    rtsp_credentials_problem,
 };
 use crate::reconcile::status::{
     find, settle_conditions, Cond, INGESTING, PROCESSORS_READY, READY, RECORDING,
@@ -51,7 +52,8 @@ use crate::rollout::{deployment_rolling, Admission};
 /// How often a healthy Camera is looked at again without any change.
 const RESYNC: Duration = Duration::from_secs(300);
 /// How soon a Camera waiting on something outside its spec (a Secret, a name conflict) is
-/// retried; also how soon a rotated stream key is noticed (Secrets are read, never watched).
+/// retried; also how soon a rotated stream key, or a fixed RTSP credentials Secret, is noticed
+/// (Secrets are read, never watched).
 const RETRY: Duration = Duration::from_secs(60);
 /// How soon a Camera whose restart is queued behind others asks again.
 const QUEUED: Duration = Duration::from_secs(10);
@@ -162,6 +164,21 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
             }
         }
     };
+
+    // 4c. the RTSP camera's credentials: checked, never read into the pod (the worker mounts
+    // the Secret itself and reads it at every connection attempt)
+    let rtsp_credentials = camera
+        .spec
+        .rtsp()
+        .and_then(|rtsp| rtsp.credentials_secret_ref.as_ref());
+    if let Some(reference) = rtsp_credentials {
+        let secret = read_secret(ctx, at, &reference.name).await?;
+        if let Some(problem) = rtsp_credentials_problem(&reference.name, secret.as_ref()) {
+            let message = format!("{problem}; the running worker is left as it is");
+            let cond = Cond::no(READY, "CredentialsMissing", message);
+            return Ok(Outcome::hold(&previous, cond, Action::requeue(RETRY)));
+        }
+    }
 
     // 5. build
     let image = camera
@@ -364,6 +381,7 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         pods: &pods,
         claim: &claim,
         worker: observation.as_ref(),
+        pull: camera.spec.rtsp().map(|r| r.url.as_str()),
     });
     let mut conds = assessment.conditions;
     let mut attached = assessment.processors;
@@ -392,7 +410,7 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         }
     }
     // Secrets are read, never watched: a Camera that uses one looks again every minute.
-    let reads_secrets = publish_key.is_some() || tokens.is_some();
+    let reads_secrets = publish_key.is_some() || tokens.is_some() || rtsp_credentials.is_some();
     let mut action = Action::requeue(if reads_secrets { RETRY } else { RESYNC });
     if let Some(busy) = &queued {
         let max = ctx.rollouts.max();
@@ -413,7 +431,10 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         action = Action::requeue(QUEUED);
     }
     let mut status = previous.clone();
-    status.ingest_url = Some(ingest_url(at, current_services[0].as_deref()));
+    status.ingest_url = Some(match camera.spec.rtsp() {
+        Some(rtsp) => rtsp.url.clone(),
+        None => ingest_url(at, current_services[0].as_deref()),
+    });
     status.playback_url = Some(playback_url(at, current_services[1].as_deref()));
     status.processor_summary = Some(format!(
         "{}/{}",
@@ -444,7 +465,11 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
     status.since = stream.since;
     status.publisher = stream.publisher;
     status.recording = stream.recording;
-    events.extend(transitions(&previous, &conds, status.publisher.as_deref()));
+    let origin = match camera.spec.rtsp() {
+        Some(rtsp) => Origin::Pulled(&rtsp.url),
+        None => Origin::Pushed(status.publisher.as_deref()),
+    };
+    events.extend(transitions(&previous, &conds, origin));
     Ok(Outcome {
         status,
         conditions: conds,
@@ -589,9 +614,18 @@ fn describe_update(
     )
 }
 
+/// Where a camera's video comes from, for its events.
+#[derive(Debug, Clone, Copy)]
+enum Origin<'a> {
+    /// Publishers push RTMP; the current one's address, if known.
+    Pushed(Option<&'a str>),
+    /// The worker pulls this RTSP URL.
+    Pulled(&'a str),
+}
+
 /// Events for what changed: a camera went live or offline, recording stopped or resumed, the
 /// worker or a processor turned bad.
-fn transitions(previous: &CameraStatus, conds: &[Cond], publisher: Option<&str>) -> Vec<Note> {
+fn transitions(previous: &CameraStatus, conds: &[Cond], origin: Origin<'_>) -> Vec<Note> {
     let mut notes = Vec::new();
     for c in conds {
         let before = find(&previous.conditions, c.type_);
@@ -599,14 +633,20 @@ fn transitions(previous: &CameraStatus, conds: &[Cond], publisher: Option<&str>)
         let same_reason = before.is_some_and(|p| p.reason == c.reason);
         match c.type_ {
             INGESTING if c.ok && was_ok != Some(true) => {
-                // The host only: a reconnecting publisher's new port is not news.
-                let host = publisher
-                    .map(|p| p.rsplit_once(':').map_or(p, |(h, _)| h))
-                    .unwrap_or("a publisher");
+                let how = match origin {
+                    Origin::Pulled(url) => format!("pulling {url}"),
+                    // The host only: a reconnecting publisher's new port is not news.
+                    Origin::Pushed(publisher) => format!(
+                        "{} publishes",
+                        publisher
+                            .map(|p| p.rsplit_once(':').map_or(p, |(h, _)| h))
+                            .unwrap_or("a publisher")
+                    ),
+                };
                 notes.push(Note::normal(
                     "Live",
                     "Observe",
-                    format!("the camera went live: {host} publishes"),
+                    format!("the camera went live: {how}"),
                 ));
             }
             INGESTING if !c.ok && was_ok == Some(true) => {

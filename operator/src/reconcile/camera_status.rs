@@ -1,7 +1,8 @@
 //! The Camera's conditions from what the cluster and the worker show: the worker container (and
 //! its recorder) decide `Ready` (a processor never does); each processor's container state and
 //! its connection to the frame socket decide `ProcessorsReady`; the claim and the recorder decide
-//! `Recording`; the publisher decides `Ingesting`. Pure: the reconciler passes everything in.
+//! `Recording`; the publisher (or, for a pulled camera, the worker's pull of its RTSP source)
+//! decides `Ingesting`. Pure: the reconciler passes everything in.
 
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ pub struct Observed<'a> {
     pub claim: &'a Claim,
     /// The newest word from the worker, if it is running.
     pub worker: Option<&'a Observation>,
+    /// The RTSP URL the worker pulls (`source.rtsp.url`); `None` for a camera publishers push to.
+    pub pull: Option<&'a str>,
 }
 
 /// The status fields the worker reports about its stream.
@@ -125,42 +128,87 @@ fn stream(r: &WorkerReport) -> Stream {
 }
 
 fn ingesting(o: &Observed<'_>) -> Cond {
-    match o.worker {
-        _ if o.suspended => Cond::no(INGESTING, "Suspended", "the worker is scaled to zero"),
-        None => Cond::no(INGESTING, "WorkerNotRunning", "the worker is not running"),
-        Some(Observation::Unreachable(why)) => Cond::no(
-            INGESTING,
-            "WorkerUnreachable",
-            format!("the worker does not answer: {why}"),
-        ),
-        Some(Observation::NoStream) => {
-            Cond::no(INGESTING, "NoPublisher", "no publisher has connected yet")
+    let report = match o.worker {
+        _ if o.suspended => {
+            return Cond::no(INGESTING, "Suspended", "the worker is scaled to zero")
         }
-        Some(Observation::Report(r)) if !r.live => {
-            Cond::no(INGESTING, "NoPublisher", "the publisher disconnected")
-        }
-        Some(Observation::Report(r)) if r.codec_string.is_none() && !r.unsupported.is_empty() => {
-            Cond::no(
+        None => return Cond::no(INGESTING, "WorkerNotRunning", "the worker is not running"),
+        Some(Observation::Unreachable(why)) => {
+            return Cond::no(
                 INGESTING,
-                "UnsupportedCodec",
-                format!(
-                    "the publisher sends what Kamera cannot use: {}",
-                    r.unsupported.join(", ")
-                ),
+                "WorkerUnreachable",
+                format!("the worker does not answer: {why}"),
             )
         }
-        Some(Observation::Report(r)) => Cond::yes(
+        Some(Observation::NoStream) => None,
+        Some(Observation::Report(r)) => Some(r.as_ref()),
+    };
+    if let Some(url) = o.pull {
+        return pulling(url, report);
+    }
+    match report {
+        None => Cond::no(INGESTING, "NoPublisher", "no publisher has connected yet"),
+        Some(r) if !r.live => Cond::no(INGESTING, "NoPublisher", "the publisher disconnected"),
+        Some(r) if r.codec_string.is_none() && !r.unsupported.is_empty() => Cond::no(
+            INGESTING,
+            "UnsupportedCodec",
+            format!(
+                "the publisher sends what Kamera cannot use: {}",
+                r.unsupported.join(", ")
+            ),
+        ),
+        Some(r) => Cond::yes(
             INGESTING,
             "Publishing",
-            format!(
-                "{} {} from {}",
-                r.resolution.as_deref().unwrap_or("video"),
-                r.codec_string.as_deref().unwrap_or(""),
-                r.publisher.as_deref().unwrap_or("a publisher")
-            )
-            .replace("  ", " "),
+            stream_summary(r, r.publisher.as_deref().unwrap_or("a publisher")),
         ),
     }
+}
+
+/// `Ingesting` of a camera the worker pulls from `url`: its pull's state (`source`), which
+/// older workers do not report.
+fn pulling(url: &str, report: Option<&WorkerReport>) -> Cond {
+    let source = report.and_then(|r| r.source.as_ref());
+    let last_error = source.and_then(|s| s.last_error.as_deref());
+    match report {
+        Some(r) if r.live && r.codec_string.is_none() && !r.unsupported.is_empty() => Cond::no(
+            INGESTING,
+            "UnsupportedCodec",
+            format!(
+                "the RTSP camera {url} sends what Kamera cannot use: {}",
+                r.unsupported.join(", ")
+            ),
+        ),
+        Some(r) if r.live => Cond::yes(INGESTING, "Pulling", stream_summary(r, url)),
+        _ if source.is_some_and(|s| s.failing()) => Cond::no(
+            INGESTING,
+            "PullFailed",
+            format!(
+                "pulling {url} failed: {}; the worker keeps retrying with backoff",
+                last_error.unwrap_or("no reason given")
+            ),
+        ),
+        _ if source.is_some_and(|s| s.state == "playing") => Cond::no(
+            INGESTING,
+            "Connecting",
+            format!("{url} plays; waiting for its first video"),
+        ),
+        _ => Cond::no(
+            INGESTING,
+            "Connecting",
+            format!("the worker is connecting to {url}"),
+        ),
+    }
+}
+
+/// `1920x1080 avc1.640028 from <origin>`.
+fn stream_summary(r: &WorkerReport, origin: &str) -> String {
+    format!(
+        "{} {} from {origin}",
+        r.resolution.as_deref().unwrap_or("video"),
+        r.codec_string.as_deref().unwrap_or(""),
+    )
+    .replace("  ", " ")
 }
 
 fn ready(o: &Observed<'_>, pod: Option<&Pod>, recording: &Cond) -> Cond {
@@ -433,6 +481,7 @@ mod tests {
             pods: &pods,
             claim: &bound,
             worker: None,
+            pull: None,
         });
         assert!(find(&conds, READY).ok, "the worker alone decides Ready");
         let p = find(&conds, PROCESSORS_READY);
@@ -472,6 +521,7 @@ mod tests {
             pods: &[],
             claim: &Claim::Disabled,
             worker: None,
+            pull: None,
         });
         let ready = find(&conds, READY);
         assert_eq!(ready.reason, "PodCreationFailed");
@@ -492,6 +542,7 @@ mod tests {
             pods: &pods,
             claim: &Claim::Phase(None),
             worker: None,
+            pull: None,
         });
         assert_eq!(find(&conds, READY).reason, "ImagePullBackOff");
         assert_eq!(find(&conds, PROCESSORS_READY).reason, "NoProcessors");
@@ -512,6 +563,7 @@ mod tests {
                 pods: &pods,
                 claim: &Claim::Disabled,
                 worker,
+                pull: None,
             })
         };
         let connected = crate::fixtures::pool_report("yolo", true, 0, None);
@@ -540,5 +592,58 @@ mod tests {
 
         let (_, attached) = assess_with(None);
         assert_eq!(attached[0].message.as_deref(), Some("Pending"));
+    }
+
+    fn pulled_ingesting(answer: serde_json::Value) -> Cond {
+        let report: WorkerReport = serde_json::from_value(answer).expect("a report");
+        let observation = Observation::Report(Box::new(report));
+        let (conds, _) = conditions(&Observed {
+            suspended: false,
+            processors: &[],
+            deployment: None,
+            pods: &[],
+            claim: &Claim::Disabled,
+            worker: Some(&observation),
+            pull: Some("rtsp://10.0.0.7/stream1"),
+        });
+        find(&conds, INGESTING).clone()
+    }
+
+    #[test]
+    fn a_pull_in_backoff_says_why_in_the_ingesting_message() {
+        let c = pulled_ingesting(serde_json::json!({
+            "live": false,
+            "source": {"kind": "rtsp", "state": "backoff", "last_error": "the camera refused the credentials (401 Unauthorized)",
+                       "retry_in_ms": 4000, "failures": 3},
+        }));
+        assert!(!c.ok);
+        assert_eq!(c.reason, "PullFailed");
+        assert!(
+            c.message.contains("rtsp://10.0.0.7/stream1"),
+            "{}",
+            c.message
+        );
+        assert!(c.message.contains("401 Unauthorized"), "{}", c.message);
+    }
+
+    #[test]
+    fn a_pull_reads_as_connecting_then_pulling_never_as_a_missing_publisher() {
+        let connecting = pulled_ingesting(serde_json::json!({
+            "live": false, "source": {"kind": "rtsp", "state": "connecting", "last_error": null},
+        }));
+        assert_eq!(connecting.reason, "Connecting");
+        // A worker that does not report `source` yet reads the same.
+        let older = pulled_ingesting(serde_json::json!({"live": false}));
+        assert_eq!((older.ok, older.reason.as_str()), (false, "Connecting"));
+        let live = pulled_ingesting(serde_json::json!({
+            "live": true, "resolution": "1920x1080", "codec_string": "avc1.640028",
+            "source": {"kind": "rtsp", "state": "playing", "last_error": "timed out"},
+        }));
+        assert!(live.ok);
+        assert_eq!(live.reason, "Pulling");
+        assert_eq!(
+            live.message,
+            "1920x1080 avc1.640028 from rtsp://10.0.0.7/stream1"
+        );
     }
 }

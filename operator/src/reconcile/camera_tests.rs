@@ -537,3 +537,115 @@ async fn a_camera_whose_secrets_are_read_not_watched_looks_again_every_minute() 
     let action = once(&plain, "yard").await.expect("reconciled");
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
 }
+
+/// The lobby camera pulling RTSP with the credentials Secret `lobby-creds`.
+fn pulling_camera() -> Camera {
+    use crate::crd::camera::{CredentialsSecretRef, RtspSource, SourceSpec};
+    let mut cam = camera("lobby");
+    cam.spec.source = Some(SourceSpec {
+        rtsp: Some(RtspSource {
+            url: "rtsp://10.0.0.7/stream1".into(),
+            credentials_secret_ref: Some(CredentialsSecretRef {
+                name: "lobby-creds".into(),
+            }),
+            transport: Default::default(),
+        }),
+    });
+    cam
+}
+
+fn basic_auth(password: &str) -> k8s_openapi::api::core::v1::Secret {
+    use k8s_openapi::ByteString;
+    k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("lobby-creds".into()),
+            namespace: Some("cams".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/basic-auth".into()),
+        data: Some(BTreeMap::from([
+            ("username".to_string(), ByteString(b"viewer".to_vec())),
+            (
+                "password".to_string(),
+                ByteString(password.as_bytes().to_vec()),
+            ),
+        ])),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_pulled_camera_waits_for_its_credentials_secret_and_says_so() {
+    let api = api_with(&[pulling_camera()], &[]);
+    let action = once(&api, "lobby").await.expect("reconciled");
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    assert!(
+        api.writes_to(DEPLOY).is_empty(),
+        "no pod without its Secret"
+    );
+    let ready = condition(&status_of(&api, "lobby"), READY).clone();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "CredentialsMissing")
+    );
+    assert!(ready.message.contains("lobby-creds"), "{}", ready.message);
+
+    api.insert(&basic_auth("hunter2"));
+    once(&api, "lobby").await.expect("reconciled");
+    let deployment = &api.writes_to(DEPLOY)[0].body;
+    let volume = &deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "kamera-rtsp-credentials")
+        .expect("the credentials volume")["secret"];
+    assert_eq!(volume["secretName"], "lobby-creds");
+    let status = status_of(&api, "lobby");
+    assert_eq!(
+        status.ingest_url.as_deref(),
+        Some("rtsp://10.0.0.7/stream1")
+    );
+    assert!(
+        !deployment.to_string().contains("hunter2"),
+        "the password stays in its Secret"
+    );
+    api.assert_rbac();
+}
+
+#[tokio::test]
+async fn rotated_or_deleted_rtsp_credentials_never_restart_or_stop_the_running_worker() {
+    let api = api_with(&[pulling_camera()], &[]);
+    api.insert(&basic_auth("hunter2"));
+    once(&api, "lobby").await.expect("created");
+    run_pod(&api, "lobby", &[]);
+    once(&api, "lobby").await.expect("running");
+    let deployments = api.writes_to(DEPLOY).len();
+
+    // New content: the kubelet updates the mounted files; the pod template stays as it is.
+    api.insert(&basic_auth("correct horse battery staple"));
+    once(&api, "lobby").await.expect("rotated");
+    assert_eq!(
+        api.writes_to(DEPLOY).len(),
+        deployments,
+        "rotation restarted the pod"
+    );
+    assert_eq!(
+        condition(&status_of(&api, "lobby"), READY).reason,
+        "WorkerReady"
+    );
+
+    // Gone: the camera says so, and the running worker is left as it is.
+    api.remove::<k8s_openapi::api::core::v1::Secret>("cams", "lobby-creds");
+    once(&api, "lobby").await.expect("held");
+    assert_eq!(api.writes_to(DEPLOY).len(), deployments);
+    let deletes = api
+        .received()
+        .iter()
+        .filter(|r| r.method == Method::DELETE)
+        .count();
+    assert_eq!(deletes, 0);
+    assert_eq!(
+        condition(&status_of(&api, "lobby"), READY).reason,
+        "CredentialsMissing"
+    );
+}

@@ -27,6 +27,11 @@ pub const PUBLISH_KEY_FILE: &str = "publish-keys";
 pub const HTTP_TOKENS_DIR: &str = "/etc/kamera/http-tokens";
 /// Key (and file name) of the viewer tokens in the operator-made Secret.
 pub const HTTP_TOKENS_FILE: &str = "tokens";
+/// Where the worker finds RTSP credentials: `<dir>/<camera>/username` and `.../password`, the
+/// camera's `kubernetes.io/basic-auth` Secret mounted as it is (never copied).
+pub const RTSP_CREDENTIALS_DIR: &str = "/var/run/kamera-rtsp";
+/// The worker pod's volume with the RTSP credentials Secret (`kamera-` names are reserved).
+pub const RTSP_CREDENTIALS_VOLUME: &str = "kamera-rtsp-credentials";
 /// RTMP port of the worker.
 pub const RTMP_PORT: i32 = 1935;
 /// HTTP port of the worker (LL-HLS, API, metrics, health).

@@ -1,6 +1,7 @@
 //! Secrets a Camera uses: read the ones it names (by name, never listed or watched) and write
 //! the operator's own (the publish key file, the viewer tokens file with the operator's token,
-//! and each pool's token, created once).
+//! and each pool's token, created once). The RTSP credentials Secret is only checked here: the
+//! worker mounts it as it is.
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -25,6 +26,21 @@ use crate::reconcile::names::{
 use crate::reconcile::ownership::{ownership, Ownership};
 use crate::reconcile::CameraRef;
 
+/// A Secret the Camera references, by name; `None` when it does not exist.
+pub async fn read_secret(
+    ctx: &Context,
+    at: &CameraRef,
+    name: &str,
+) -> Result<Option<Secret>, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
+    api.get_opt(name).await.map_err(|source| Error::Secret {
+        camera: at.name.clone(),
+        namespace: at.namespace.clone(),
+        name: name.to_string(),
+        source,
+    })
+}
+
 /// A value from a Secret the Camera references; `None` when the Secret or its key is missing.
 pub async fn read_secret_value(
     ctx: &Context,
@@ -32,17 +48,37 @@ pub async fn read_secret_value(
     name: &str,
     key: &str,
 ) -> Result<Option<String>, Error> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &at.namespace);
-    let secret = api.get_opt(name).await.map_err(|source| Error::Secret {
-        camera: at.name.clone(),
-        namespace: at.namespace.clone(),
-        name: name.to_string(),
-        source,
-    })?;
-    Ok(secret
+    Ok(read_secret(ctx, at, name)
+        .await?
         .and_then(|s| s.data)
         .and_then(|data| data.get(key).cloned())
         .and_then(|bytes| String::from_utf8(bytes.0).ok()))
+}
+
+/// What is wrong with the RTSP credentials Secret `name` (as read: `None` when missing), for
+/// the Camera's condition; `None` when it has a non-empty `username` and a `password`. Never
+/// says anything of the values.
+pub fn rtsp_credentials_problem(name: &str, secret: Option<&Secret>) -> Option<String> {
+    let Some(secret) = secret else {
+        return Some(format!(
+            "Secret {name} (source.rtsp.credentialsSecretRef) does not exist"
+        ));
+    };
+    let data = secret.data.as_ref();
+    let value = |key: &str| data.and_then(|d| d.get(key)).map(|b| b.0.as_slice());
+    let missing: Vec<&str> = [
+        ("username", value("username").is_none_or(<[u8]>::is_empty)),
+        ("password", value("password").is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(key, missing)| missing.then_some(key))
+    .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "Secret {name} (source.rtsp.credentialsSecretRef) has no {}: it needs the keys username and password, as a kubernetes.io/basic-auth Secret has",
+            missing.join(" and no ")
+        )
+    })
 }
 
 /// Applies the operator-made publish key Secret, unless a Secret of that name is not ours.
@@ -151,5 +187,51 @@ pub async fn ensure_pool_token(
             name,
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use std::collections::BTreeMap;
+
+    fn secret(pairs: &[(&str, &str)]) -> Secret {
+        Secret {
+            type_: Some("kubernetes.io/basic-auth".into()),
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn basic_auth_credentials_are_fine() {
+        let s = secret(&[("username", "viewer"), ("password", "hunter2")]);
+        assert_eq!(rtsp_credentials_problem("gate-creds", Some(&s)), None);
+    }
+
+    #[test]
+    fn a_missing_secret_or_key_says_which_without_the_values() {
+        let none = rtsp_credentials_problem("gate-creds", None).expect("missing");
+        assert!(
+            none.contains("gate-creds") && none.contains("does not exist"),
+            "{none}"
+        );
+        let s = secret(&[("username", "viewer"), ("pass", "hunter2")]);
+        let message = rtsp_credentials_problem("gate-creds", Some(&s)).expect("no password");
+        assert!(message.contains("has no password"), "{message}");
+        assert!(
+            !message.contains("hunter2") && !message.contains("viewer"),
+            "{message}"
+        );
+        let empty = rtsp_credentials_problem("c", Some(&Secret::default())).expect("empty");
+        assert!(empty.contains("no username and no password"), "{empty}");
+        let blank = secret(&[("username", ""), ("password", "x")]);
+        assert!(rtsp_credentials_problem("c", Some(&blank)).is_some());
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::crd::camera::{Camera, CameraSpec};
+use crate::crd::camera::{Camera, CameraSpec, MAX_RTSP_URL};
 
 /// Why a Camera's spec cannot be reconciled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -35,6 +35,15 @@ pub enum SpecError {
     /// The JPEG quality is out of range.
     #[error("frames.quality {0} must be within 1-100")]
     BadQuality(u8),
+    /// The RTSP URL cannot be pulled. The message never quotes the URL: it may hold a password.
+    #[error("source.rtsp.url {0}")]
+    BadRtspUrl(&'static str),
+    /// The RTSP URL carries user information.
+    #[error("source.rtsp.url must not carry credentials (user:password@host): put them in a kubernetes.io/basic-auth Secret (keys username, password) and name it in source.rtsp.credentialsSecretRef")]
+    CredentialsInUrl,
+    /// A pulled camera also configures RTMP publishing.
+    #[error("a camera that pulls RTSP (source.rtsp) takes no RTMP publishers: remove {0}")]
+    PushSettingsOnPull(&'static str),
 }
 
 /// The longest Camera name: `<camera>-http` must still be a Service name (63 characters).
@@ -109,13 +118,64 @@ pub fn validate_spec(spec: &CameraSpec) -> Result<(), SpecError> {
     if !(1..=100).contains(&spec.frames.quality) {
         return Err(SpecError::BadQuality(spec.frames.quality));
     }
+    if let Some(rtsp) = spec.rtsp() {
+        check_rtsp_url(&rtsp.url)?;
+        check_pull_only(spec)?;
+    }
+    Ok(())
+}
+
+/// Checks an RTSP URL the way the worker's `--pull` parser will read it: `rtsp://host[:port]/path`
+/// without user information, and nothing that would split the flag (commas) or the URL.
+pub fn check_rtsp_url(url: &str) -> Result<(), SpecError> {
+    if url.len() > MAX_RTSP_URL {
+        return Err(SpecError::BadRtspUrl("is longer than 2048 characters"));
+    }
+    if url.starts_with("rtsps://") {
+        return Err(SpecError::BadRtspUrl(
+            "uses rtsps:// (RTSP over TLS), which is not supported yet: use rtsp://",
+        ));
+    }
+    let Some(rest) = url.strip_prefix("rtsp://") else {
+        return Err(SpecError::BadRtspUrl(
+            "must be rtsp://host[:port]/path, e.g. rtsp://10.0.0.7/stream1",
+        ));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(SpecError::CredentialsInUrl);
+    }
+    if authority.is_empty() || rest[authority.len()..].starts_with('#') {
+        return Err(SpecError::BadRtspUrl(
+            "must be rtsp://host[:port]/path, e.g. rtsp://10.0.0.7/stream1",
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c == ',') {
+        return Err(SpecError::BadRtspUrl(
+            "must not contain whitespace or commas (write a comma as %2C)",
+        ));
+    }
+    Ok(())
+}
+
+/// A pulled camera refuses publishers, so settings for them would only mislead.
+fn check_pull_only(spec: &CameraSpec) -> Result<(), SpecError> {
+    if spec.ingest.stream_key_secret_ref.is_some() {
+        return Err(SpecError::PushSettingsOnPull("ingest.streamKeySecretRef"));
+    }
+    if spec.ingest.service.is_some() {
+        return Err(SpecError::PushSettingsOnPull("ingest.service"));
+    }
+    if spec.service.is_some() {
+        return Err(SpecError::PushSettingsOnPull("service"));
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::camera::RetentionSpec;
+    use crate::crd::camera::{RetentionSpec, RtspSource, SourceSpec};
 
     fn camera(name: &str) -> Camera {
         Camera::new(name, CameraSpec::default())
@@ -164,6 +224,84 @@ mod tests {
             validate_camera(&cam),
             Err(SpecError::BadSize { .. })
         ));
+    }
+
+    fn pulling(url: &str) -> Camera {
+        let mut cam = camera("gate");
+        cam.spec.source = Some(SourceSpec {
+            rtsp: Some(RtspSource {
+                url: url.into(),
+                ..Default::default()
+            }),
+        });
+        cam
+    }
+
+    #[test]
+    fn rtsp_urls_the_worker_can_pull_are_valid() {
+        for ok in [
+            "rtsp://10.0.0.7/stream1",
+            "rtsp://10.0.0.7:8554/Streaming/Channels/101?transportmode=unicast",
+            "rtsp://[2001:db8::7]:554/live",
+            "rtsp://cam.local",
+            "rtsp://10.0.0.7/a%2Cb",
+        ] {
+            assert_eq!(validate_camera(&pulling(ok)), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_rtsp_url_are_refused_pointing_at_the_secret_without_echoing_them() {
+        for bad in [
+            "rtsp://admin:hunter2@10.0.0.7/stream1",
+            "rtsp://admin@10.0.0.7/stream1",
+            "rtsp://:hunter2@10.0.0.7/",
+        ] {
+            let err = validate_camera(&pulling(bad)).expect_err(bad);
+            assert_eq!(err, SpecError::CredentialsInUrl);
+            let message = err.to_string();
+            assert!(message.contains("credentialsSecretRef"), "{message}");
+            assert!(
+                !message.contains("hunter2") && !message.contains("admin"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_schemes_rtsps_and_malformed_urls_are_refused() {
+        for bad in [
+            "http://10.0.0.7/stream1",
+            "rtmp://10.0.0.7/live/x",
+            "RTSP://10.0.0.7/",
+            "rtsp://",
+            "rtsp:///path",
+            "10.0.0.7/stream1",
+            "rtsp://10.0.0.7/a,b",
+            "rtsp://10.0.0.7/a b",
+        ] {
+            assert!(
+                matches!(
+                    validate_camera(&pulling(bad)),
+                    Err(SpecError::BadRtspUrl(_))
+                ),
+                "{bad:?} accepted"
+            );
+        }
+        let rtsps = validate_camera(&pulling("rtsps://10.0.0.7/stream1")).expect_err("rtsps");
+        assert!(rtsps.to_string().contains("not supported yet"), "{rtsps}");
+        let long = format!("rtsp://10.0.0.7/{}", "a".repeat(MAX_RTSP_URL));
+        assert!(validate_camera(&pulling(&long)).is_err());
+    }
+
+    #[test]
+    fn a_pulled_camera_refuses_settings_for_publishers() {
+        let mut cam = pulling("rtsp://10.0.0.7/stream1");
+        cam.spec.ingest.stream_key_secret_ref = Some(Default::default());
+        assert_eq!(
+            validate_camera(&cam),
+            Err(SpecError::PushSettingsOnPull("ingest.streamKeySecretRef"))
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (a test parses this output with the worker's own parser).
 
 use crate::crd::camera::CameraSpec;
-use crate::reconcile::names::{pool_address, POOL_TOKENS_DIR};
+use crate::reconcile::names::{pool_address, POOL_TOKENS_DIR, RTSP_CREDENTIALS_DIR};
 use crate::reconcile::names::{
     DATA_DIR, FRAMES_DIR, FRAME_SOCKET, HTTP_PORT, HTTP_TOKENS_DIR, HTTP_TOKENS_FILE,
     PUBLISH_KEY_DIR, PUBLISH_KEY_FILE, RTMP_PORT,
@@ -62,6 +62,24 @@ pub fn worker_args(name: &str, spec: &CameraSpec, publish_key: bool) -> Vec<Stri
     args
 }
 
+/// The flags that make the worker pull the camera `name` from its RTSP source, if it has one:
+/// `--pull NAME=URL`, the credentials directory when a Secret is named (the worker reads
+/// `<dir>/NAME/username` and `password` at every attempt), and the transport. The URL never
+/// carries credentials (validation refuses them).
+pub fn pull_args(name: &str, spec: &CameraSpec) -> Vec<String> {
+    let Some(rtsp) = spec.rtsp() else {
+        return Vec::new();
+    };
+    let mut args = vec!["--pull".to_string(), format!("{name}={}", rtsp.url)];
+    if rtsp.credentials_secret_ref.is_some() {
+        args.push("--pull-credentials-dir".to_string());
+        args.push(RTSP_CREDENTIALS_DIR.to_string());
+    }
+    args.push("--pull-transport".to_string());
+    args.push(rtsp.transport.as_str().to_string());
+    args
+}
+
 /// The flags that point the worker at the pools of `processors` (pool processors' names, sorted)
 /// in `namespace`: one `--pool NAME=ADDR` each, then the directory of their tokens once. Only
 /// names and addresses: nothing of a pool's image, size, rate or GPU reaches the camera's pod.
@@ -81,7 +99,9 @@ pub fn pool_args(processors: &[&str], namespace: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::camera::RetentionSpec;
+    use crate::crd::camera::{
+        CredentialsSecretRef, RetentionSpec, RtspSource, RtspTransport, SourceSpec,
+    };
 
     fn pairs(args: &[String]) -> Vec<(String, String)> {
         args.chunks(2)
@@ -134,6 +154,51 @@ mod tests {
         let p = pairs(&worker_args("c", &spec, false));
         assert!(p.contains(&("--frame-fps".into(), "0.5".into())));
         assert!(p.contains(&("--frame-max-width".into(), "1280".into())));
+    }
+
+    #[test]
+    fn a_pushed_camera_has_no_pull_flags() {
+        assert!(pull_args("door", &CameraSpec::default()).is_empty());
+    }
+
+    #[test]
+    fn a_pulled_camera_names_its_url_credentials_dir_and_transport() {
+        let mut spec = CameraSpec {
+            source: Some(SourceSpec {
+                rtsp: Some(RtspSource {
+                    url: "rtsp://10.0.0.7/stream1".into(),
+                    credentials_secret_ref: Some(CredentialsSecretRef {
+                        name: "gate-creds".into(),
+                    }),
+                    transport: RtspTransport::Udp,
+                }),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            pull_args("gate", &spec),
+            [
+                "--pull",
+                "gate=rtsp://10.0.0.7/stream1",
+                "--pull-credentials-dir",
+                "/var/run/kamera-rtsp",
+                "--pull-transport",
+                "udp",
+            ]
+        );
+        if let Some(rtsp) = spec.source.as_mut().and_then(|s| s.rtsp.as_mut()) {
+            rtsp.credentials_secret_ref = None;
+            rtsp.transport = RtspTransport::default();
+        }
+        assert_eq!(
+            pull_args("gate", &spec),
+            [
+                "--pull",
+                "gate=rtsp://10.0.0.7/stream1",
+                "--pull-transport",
+                "tcp"
+            ]
+        );
     }
 
     #[test]
