@@ -51,6 +51,7 @@ fn every_camera_setting_reaches_the_worker() {
     spec.frames.fps = 0.5;
     spec.frames.quality = 90;
     spec.frames.max_width = Some(1280);
+    spec.frames.sampling = kamera_operator::crd::camera::FrameSampling::Keyframes;
     let config = parse("lobby", &spec, true);
     assert_eq!(config.hls_part_duration, Duration::from_millis(250));
     assert_eq!(config.segment_duration, Duration::from_secs(5400));
@@ -62,6 +63,10 @@ fn every_camera_setting_reaches_the_worker() {
     assert_eq!(config.frame_fps, 0.5);
     assert_eq!(config.frame_quality, 90);
     assert_eq!(config.frame_max_width, Some(1280));
+    assert_eq!(
+        config.frame_sampling,
+        kamera_worker::config::FrameSampling::Keyframes
+    );
     assert_eq!(
         config.publish_key_file.as_deref().and_then(|p| p.to_str()),
         Some("/etc/kamera/publish-key/publish-keys")

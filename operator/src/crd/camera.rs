@@ -456,6 +456,28 @@ pub struct FramesSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 16, max = 16384))]
     pub max_width: Option<u32>,
+    /// On a camera whose keyframe interval is longer than `1/fps`: `exact` decodes the frames
+    /// in between to keep `fps`; `keyframes` decodes keyframes only, at the rate the keyframe
+    /// interval allows, for a fraction of the CPU.
+    #[serde(default, skip_serializing_if = "is_exact")]
+    pub sampling: FrameSampling,
+}
+
+/// How frames are sampled on a long keyframe interval (the worker's `--frame-sampling`).
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum FrameSampling {
+    /// Keep the configured rate.
+    #[default]
+    Exact,
+    /// Keyframes only.
+    Keyframes,
+}
+
+fn is_exact(s: &FrameSampling) -> bool {
+    *s == FrameSampling::Exact
 }
 
 impl Default for FramesSpec {
@@ -464,6 +486,7 @@ impl Default for FramesSpec {
             fps: default_fps(),
             quality: default_quality(),
             max_width: None,
+            sampling: FrameSampling::Exact,
         }
     }
 }

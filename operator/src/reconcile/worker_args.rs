@@ -1,7 +1,7 @@
 //! The worker's command line for a Camera: the contract with `kamera_worker::config::Config`
 //! (a test parses this output with the worker's own parser).
 
-use crate::crd::camera::CameraSpec;
+use crate::crd::camera::{CameraSpec, FrameSampling};
 use crate::reconcile::names::{pool_address, POOL_TOKENS_DIR, RTSP_CREDENTIALS_DIR};
 use crate::reconcile::names::{
     DATA_DIR, FRAMES_DIR, FRAME_SOCKET, HTTP_PORT, HTTP_TOKENS_DIR, HTTP_TOKENS_FILE,
@@ -32,6 +32,11 @@ pub fn worker_args(name: &str, spec: &CameraSpec, publish_key: bool) -> Vec<Stri
     flag("frame-quality", spec.frames.quality.to_string());
     if let Some(width) = spec.frames.max_width {
         flag("frame-max-width", width.to_string());
+    }
+    // Only when asked: the worker's default is `exact`, and a flag added to every pod would
+    // restart every camera when the operator is upgraded.
+    if spec.frames.sampling == FrameSampling::Keyframes {
+        flag("frame-sampling", "keyframes".to_string());
     }
     if publish_key {
         flag(
@@ -103,6 +108,14 @@ mod tests {
         CredentialsSecretRef, RetentionSpec, RtspSource, RtspTransport, SourceSpec,
     };
 
+    #[test]
+    fn keyframe_sampling_is_passed_on() {
+        let mut spec = CameraSpec::default();
+        spec.frames.sampling = FrameSampling::Keyframes;
+        let p = pairs(&worker_args("gate", &spec, false));
+        assert!(p.contains(&("--frame-sampling".into(), "keyframes".into())));
+    }
+
     fn pairs(args: &[String]) -> Vec<(String, String)> {
         args.chunks(2)
             .filter(|c| c.len() == 2)
@@ -123,6 +136,8 @@ mod tests {
         assert!(p.contains(&("--data-dir".into(), "/data".into())));
         assert!(p.contains(&("--frame-fps".into(), "1".into())));
         assert!(p.contains(&("--segment-duration".into(), "5m".into())));
+        // The worker's default: no flag, so existing pods keep their exact command line.
+        assert!(!args.iter().any(|a| a == "--frame-sampling"));
         assert!(!args.iter().any(|a| a == "--publish-key-file"));
     }
 
