@@ -26,8 +26,10 @@ fn uris<'a>(text: &'a str, tag: &str) -> Vec<&'a str> {
 }
 
 /// Starts a worker and a publisher on `cam` and waits for `min_segments` complete segments.
+/// The clip's 1 s GOP makes 1 s segments; a 1 s target duration keeps CAN-SKIP-UNTIL (six
+/// target durations) within the default window, so delta updates skip something.
 fn live(min_segments: usize) -> (Worker, Publisher) {
-    let w = Worker::start(&[]);
+    let w = Worker::start(&["--hls-max-segment-duration", "1s"]);
     let p = Publisher::start(&default_clip(), &w.rtmp_url("cam"));
     wait_for("complete LL-HLS segments", LIVE, || {
         let (status, body) = w.get("/hls/cam/stream.m3u8");

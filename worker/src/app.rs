@@ -64,6 +64,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     )?);
     stages.push(Arc::new(crate::hls::HlsStage::new(
         config.hls_part_duration,
+        config.hls_max_segment_duration,
         &metrics.registry,
         config.hls_js.clone(),
     )?));

@@ -76,6 +76,12 @@ pub struct Config {
     #[arg(long, env = "KAMERA_HLS_PART_DURATION", default_value = "200ms", value_parser = parse_duration)]
     pub hls_part_duration: Duration,
 
+    /// Longest LL-HLS segment; sets `#EXT-X-TARGETDURATION` (whole seconds, fixed). Segments
+    /// end on the first keyframe after 1 s; a stream whose keyframes come further apart than
+    /// this is cut here anyway, and the segment after the cut does not start with a keyframe.
+    #[arg(long, env = "KAMERA_HLS_MAX_SEGMENT_DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub hls_max_segment_duration: Duration,
+
     /// hls.js for the player page (default: `node_modules/hls.js/dist/hls.min.js` found from
     /// the working directory or the executable's directory upwards).
     #[arg(long, env = "KAMERA_HLS_JS")]

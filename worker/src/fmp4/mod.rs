@@ -207,6 +207,18 @@ impl Fragmenter {
         self.emit()
     }
 
+    /// Like `fragment`, but keeps back the newest complete sample of the lead track (and the
+    /// samples of other tracks from its time on): a fragment that would have been too long
+    /// once that sample's duration became known. `None` unless two lead samples are complete.
+    pub fn fragment_before_last(&mut self) -> Option<Fragment> {
+        let lead = self.primary()?;
+        if lead.ready.len() < 2 {
+            return None;
+        }
+        let limit = lead.ready.last().map(|s| s.dts_ms)?;
+        self.emit_before(Some(limit))
+    }
+
     /// Like `fragment`, but also emits the held-back last samples (end of session, file close).
     pub fn flush(&mut self) -> Option<Fragment> {
         if let Some(v) = self.video.as_mut() {
@@ -223,8 +235,21 @@ impl Fragmenter {
     }
 
     fn emit(&mut self) -> Option<Fragment> {
-        let video = self.video.as_mut().map(|t| std::mem::take(&mut t.ready));
-        let audio = self.audio.as_mut().map(|t| std::mem::take(&mut t.ready));
+        self.emit_before(None)
+    }
+
+    /// Emits the complete samples that start before `limit` (all of them without a limit).
+    fn emit_before(&mut self, limit: Option<Millis>) -> Option<Fragment> {
+        let take = |t: &mut TrackState| match limit {
+            None => std::mem::take(&mut t.ready),
+            Some(limit) => {
+                let keep = t.ready.iter().position(|s| s.dts_ms >= limit);
+                let rest = keep.map_or_else(Vec::new, |i| t.ready.split_off(i));
+                std::mem::replace(&mut t.ready, rest)
+            }
+        };
+        let video = self.video.as_mut().map(take);
+        let audio = self.audio.as_mut().map(take);
         let video = video.unwrap_or_default();
         let audio = audio.unwrap_or_default();
         if video.is_empty() && audio.is_empty() {

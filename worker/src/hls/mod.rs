@@ -10,6 +10,7 @@ pub mod playlist;
 pub(crate) mod routes;
 #[cfg(test)]
 mod tests;
+pub mod timing;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -160,6 +161,7 @@ pub struct HlsStage {
 impl HlsStage {
     pub fn new(
         part_duration: Duration,
+        max_segment_duration: Duration,
         registry: &Families,
         hls_js: Option<PathBuf>,
     ) -> Result<Self, prometheus::Error> {
@@ -172,6 +174,7 @@ impl HlsStage {
             }),
             config: PackagerConfig {
                 part_target_ms,
+                target_duration_s: timing::target_duration_s(max_segment_duration),
                 ..Default::default()
             },
         })

@@ -1,27 +1,35 @@
 //! The LL-HLS packager: cuts one camera's frames into parts and keyframe-aligned segments and
 //! keeps a sliding window of them in memory. Pure state over hub events: no I/O, no clock
 //! (callers pass wall-clock time for `#EXT-X-PROGRAM-DATE-TIME`), so tests drive it directly.
+//!
+//! The rules it keeps (RFC 8216bis; the arithmetic is in `timing`): the part target is chosen
+//! once, from the first frames, as a whole number of frame intervals; no part is longer than
+//! it, and every part but a segment's last fills at least 85 % of it; the target duration is
+//! fixed by configuration, and a segment whose keyframe does not come in time is cut there
+//! (the next one then starts without an independent part).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::timing::{self, FrameEstimate};
 use crate::fmp4::{Fragment, Fragmenter};
 use crate::media::{Frame, Millis, StreamInfo, Track};
 
 /// Segments are cut at the first keyframe at least this long after the segment started.
 pub const MIN_SEGMENT_MS: Millis = 1000;
-/// A stream that sends no keyframe for this long still gets its segment closed, so memory
-/// stays bounded; the next segment then starts without an independent part.
-pub const MAX_SEGMENT_MS: Millis = 30_000;
 
 #[derive(Debug, Clone)]
 pub struct PackagerConfig {
-    /// `#EXT-X-PART-TARGET` in milliseconds; fixed for the packager's life.
+    /// The configured part duration; `#EXT-X-PART-TARGET` is the nearest whole number of the
+    /// stream's frame intervals at or above it, fixed for the packager's life.
     pub part_target_ms: Millis,
-    /// Complete segments kept (and listed) behind the one being written.
+    /// Complete segments kept (and listed) behind the one being written, at least; more while
+    /// the window is shorter than three target durations (RFC 8216bis 6.2.2).
     pub window: usize,
+    /// `#EXT-X-TARGETDURATION` in seconds: fixed; segments are cut before exceeding it.
+    pub target_duration_s: u64,
 }
 
 impl Default for PackagerConfig {
@@ -29,6 +37,7 @@ impl Default for PackagerConfig {
         Self {
             part_target_ms: 200,
             window: 7,
+            target_duration_s: 2,
         }
     }
 }
@@ -111,8 +120,6 @@ struct Session {
     /// DTS of the newest lead-track frame (held back in the fragmenter) and the one before it.
     held_dts: Option<Millis>,
     complete_dts: Option<Millis>,
-    /// Duration of the newest lead-track frame interval, to predict the next one.
-    frame_ms: Millis,
 }
 
 /// The per-camera LL-HLS state: the window of segments and the current session.
@@ -123,7 +130,11 @@ pub struct Packager {
     inits: VecDeque<Init>,
     next_msn: u64,
     discontinuity_sequence: u64,
-    target_duration_s: u64,
+    /// `#EXT-X-PART-TARGET`, once the first frames have shown the stream's frame interval.
+    part_target: Option<Millis>,
+    estimate: FrameEstimate,
+    /// The stream's frame interval (ms), used to predict when the next frame ends.
+    frame_ms: f64,
     session: Option<Session>,
     discontinuity_next: bool,
 }
@@ -134,24 +145,29 @@ impl Packager {
             config: PackagerConfig {
                 part_target_ms: config.part_target_ms.max(1),
                 window: config.window.max(1),
+                target_duration_s: config.target_duration_s.max(1),
             },
             segments: VecDeque::new(),
             inits: VecDeque::new(),
             next_msn: 0,
             discontinuity_sequence: 0,
-            target_duration_s: u64::try_from((MIN_SEGMENT_MS + 999) / 1000).unwrap_or(1),
+            part_target: None,
+            estimate: FrameEstimate::default(),
+            frame_ms: 0.0,
             session: None,
             discontinuity_next: false,
         }
     }
 
-    pub fn part_target_ms(&self) -> Millis {
-        self.config.part_target_ms
+    /// `#EXT-X-PART-TARGET` in milliseconds; `None` until the first frames chose it (no
+    /// playlist can be served before: the value must never change once announced).
+    pub fn part_target_ms(&self) -> Option<Millis> {
+        self.part_target
     }
 
-    /// `#EXT-X-TARGETDURATION`: never decreases.
+    /// `#EXT-X-TARGETDURATION`: fixed by configuration.
     pub fn target_duration_s(&self) -> u64 {
-        self.target_duration_s
+        self.config.target_duration_s
     }
 
     pub fn segments(&self) -> &VecDeque<Segment> {
@@ -210,7 +226,6 @@ impl Packager {
             anchor: None,
             held_dts: None,
             complete_dts: None,
-            frame_ms: 0,
         });
         self.evict();
         Ok(out)
@@ -230,9 +245,7 @@ impl Packager {
         let Some(mut session) = self.session.take() else {
             return out;
         };
-        if let Some(frag) = session.fragmenter.flush() {
-            self.add_part(&session, frag, &mut out);
-        }
+        self.flush_parts(&mut session, &mut out);
         self.close_segment(&mut out);
         session.started = false;
         session.held_dts = None;
@@ -277,45 +290,101 @@ impl Packager {
         }
         session.fragmenter.push(frame);
         if lead {
-            if let Some(prev) = session.held_dts {
-                session.frame_ms = (frame.dts - prev).max(1);
-            }
             session.complete_dts = session.held_dts;
             session.held_dts = Some(frame.dts);
-
-            let pending = session.fragmenter.pending_duration_ms();
-            let segment_ms = self.open_segment_ms() + pending;
-            let close_segment = if session.has_video {
-                random_access && segment_ms >= MIN_SEGMENT_MS
-            } else {
-                segment_ms >= MIN_SEGMENT_MS
-            };
-            // A keyframe always starts a new part, so that it can be marked INDEPENDENT.
-            let cut_part = close_segment
-                || (session.has_video && random_access)
-                || pending + session.frame_ms > self.config.part_target_ms
-                || segment_ms >= MAX_SEGMENT_MS;
-            if cut_part {
-                if let Some(frag) = session.fragmenter.fragment() {
-                    self.add_part(&session, frag, &mut out);
+            if self.part_target.is_none() {
+                if let Some(frame_ms) = self.estimate.add(frame.dts, self.config.part_target_ms) {
+                    self.frame_ms = frame_ms;
+                    self.part_target =
+                        Some(timing::part_target_ms(self.config.part_target_ms, frame_ms));
                 }
             }
-            if close_segment || segment_ms >= MAX_SEGMENT_MS {
-                self.close_segment(&mut out);
+            if let Some(target) = self.part_target {
+                self.cut(&mut session, target, random_access, &mut out);
             }
         }
         self.session = Some(session);
         out
     }
 
+    /// Decides, as a lead-track frame arrives (completing the one before it), whether the
+    /// complete frames make a part and whether the segment ends here.
+    fn cut(
+        &mut self,
+        session: &mut Session,
+        target: Millis,
+        random_access: bool,
+        out: &mut Vec<Published>,
+    ) {
+        let cap = timing::segment_cap_ms(self.config.target_duration_s);
+        // The next frame is predicted to last one nominal interval.
+        let next = (self.frame_ms.ceil() as Millis).max(1);
+        // The newest complete frame turned out longer than predicted (a variable frame rate):
+        // publish the part without it, so that no part exceeds the target and no segment
+        // its cap; that frame starts the next part.
+        let pending = session.fragmenter.pending_duration_ms();
+        let over_segment = self.open_segment_ms() + pending > cap;
+        if pending > target || over_segment {
+            if let Some(frag) = session.fragmenter.fragment_before_last() {
+                self.add_part(session, frag, out);
+                if over_segment {
+                    self.close_segment(out);
+                }
+            }
+        }
+        let pending = session.fragmenter.pending_duration_ms();
+        let segment_ms = self.open_segment_ms() + pending;
+        // A keyframe (any audio frame, in an audio-only stream) ends a long enough segment.
+        let keyframe_cut = random_access && segment_ms >= MIN_SEGMENT_MS;
+        // No keyframe in time: the segment is cut before it exceeds the target duration.
+        let forced_cut = segment_ms + next > cap;
+        // A keyframe inside a segment starts an independent part if the part before it is
+        // long enough to end early.
+        let independent_part =
+            session.has_video && random_access && timing::long_enough(pending, target);
+        if keyframe_cut || forced_cut || independent_part || pending + next > target {
+            if let Some(frag) = session.fragmenter.fragment() {
+                self.add_part(session, frag, out);
+            }
+        }
+        if keyframe_cut || forced_cut {
+            self.close_segment(out);
+        }
+    }
+
+    /// Publishes everything the fragmenter holds (end of session, lost data) as at most two
+    /// parts, each within the part target.
+    fn flush_parts(&mut self, session: &mut Session, out: &mut Vec<Published>) {
+        if session.held_dts.is_none() {
+            return;
+        }
+        if self.part_target.is_none() {
+            // The session ended before its frame rate was clear: settle on what was seen.
+            let frame_ms = self
+                .estimate
+                .mean()
+                .unwrap_or(self.config.part_target_ms as f64);
+            self.frame_ms = frame_ms;
+            self.part_target = Some(timing::part_target_ms(self.config.part_target_ms, frame_ms));
+        }
+        let target = self.part_target.unwrap_or(self.config.part_target_ms);
+        let next = (self.frame_ms.ceil() as Millis).max(1);
+        if session.fragmenter.pending_duration_ms() + next > target {
+            if let Some(frag) = session.fragmenter.fragment() {
+                self.add_part(session, frag, out);
+            }
+        }
+        if let Some(frag) = session.fragmenter.flush() {
+            session.complete_dts = session.held_dts;
+            self.add_part(session, frag, out);
+        }
+    }
+
     fn finish_session(&mut self) -> Vec<Published> {
         let mut out = Vec::new();
         if let Some(mut session) = self.session.take() {
             if session.started {
-                if let Some(frag) = session.fragmenter.flush() {
-                    session.complete_dts = session.held_dts;
-                    self.add_part(&session, frag, &mut out);
-                }
+                self.flush_parts(&mut session, &mut out);
             }
             self.close_segment(&mut out);
         }
@@ -367,8 +436,6 @@ impl Packager {
             if !segment.complete && !segment.parts.is_empty() {
                 segment.complete = true;
                 let duration_ms = segment.duration_ms();
-                let rounded = u64::try_from((duration_ms + 500) / 1000).unwrap_or(0);
-                self.target_duration_s = self.target_duration_s.max(rounded).max(1);
                 out.push(Published::Segment {
                     msn: segment.msn,
                     duration_ms,
@@ -378,11 +445,26 @@ impl Packager {
         self.evict();
     }
 
-    /// Keeps `window` complete segments (plus the one being written) and the inits they use.
+    /// Keeps `window` complete segments (plus the one being written), and never less than
+    /// three target durations of them (RFC 8216bis 6.2.2), and the inits they use.
     fn evict(&mut self) {
-        let complete = self.segments.iter().filter(|s| s.complete).count();
-        let excess = complete.saturating_sub(self.config.window);
-        for _ in 0..excess {
+        let floor_ms = 3 * 1000 * Millis::try_from(self.config.target_duration_s).unwrap_or(1);
+        let mut complete = self.segments.iter().filter(|s| s.complete).count();
+        let mut kept_ms: Millis = self
+            .segments
+            .iter()
+            .filter(|s| s.complete)
+            .map(Segment::duration_ms)
+            .sum();
+        while complete > self.config.window {
+            let Some(oldest) = self.segments.front() else {
+                break;
+            };
+            if !oldest.complete || kept_ms - oldest.duration_ms() < floor_ms {
+                break;
+            }
+            kept_ms -= oldest.duration_ms();
+            complete -= 1;
             if let Some(s) = self.segments.pop_front() {
                 if s.discontinuity {
                     self.discontinuity_sequence += 1;

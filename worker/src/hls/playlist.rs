@@ -54,11 +54,12 @@ pub fn skippable(p: &Packager) -> usize {
     n
 }
 
-/// The media playlist; `skip` renders a delta update (`_HLS_skip=YES`).
-pub fn media(p: &Packager, skip: bool) -> String {
+/// The media playlist; `skip` renders a delta update (`_HLS_skip=YES`). `None` until the
+/// packager has chosen its part target.
+pub fn media(p: &Packager, skip: bool) -> Option<String> {
     let segments = p.segments();
     let mut out = String::with_capacity(256 + segments.len() * 512);
-    let part_target = p.part_target_ms();
+    let part_target = p.part_target_ms()?;
     let _ = writeln!(out, "#EXTM3U");
     let _ = writeln!(out, "#EXT-X-VERSION:{VERSION}");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", p.target_duration_s());
@@ -128,7 +129,7 @@ pub fn media(p: &Packager, skip: bool) -> String {
             part_uri(msn, index)
         );
     }
-    out
+    Some(out)
 }
 
 /// The multivariant playlist: one variant, the media playlist.
@@ -143,7 +144,8 @@ pub fn multivariant(info: &StreamInfo, bandwidth: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "#EXTM3U");
     let _ = writeln!(out, "#EXT-X-VERSION:{VERSION}");
-    let _ = writeln!(out, "#EXT-X-INDEPENDENT-SEGMENTS");
+    // No `#EXT-X-INDEPENDENT-SEGMENTS`: a segment cut at the maximum segment duration, with
+    // no keyframe in time, starts with frames that need the segment before it.
     let _ = write!(
         out,
         "#EXT-X-STREAM-INF:BANDWIDTH={},CODECS=\"{}\"",

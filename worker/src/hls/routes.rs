@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::packager::Packager;
-use super::{page, playlist, CameraHls, Shared};
+use super::{page, playlist, timing, CameraHls, Shared};
 use crate::http::json_error;
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
@@ -153,24 +153,31 @@ async fn media_playlist(
     let render = |p: &Packager| playlist::media(p, skip);
 
     let Some(msn) = reload.msn else {
-        let p = cam.lock();
-        if p.segments().is_empty() && !p.is_live() {
-            return json_error(StatusCode::NOT_FOUND, "camera is not live");
+        {
+            let p = cam.lock();
+            if p.segments().is_empty() && !p.is_live() {
+                return json_error(StatusCode::NOT_FOUND, "camera is not live");
+            }
         }
-        return playlist_response(render(&p));
+        // A stream that just started has no part target until its first frames arrive.
+        let _held = held();
+        let deadline = Instant::now() + INDEX_WAIT;
+        return match cam.wait_for(deadline, render).await {
+            Some(body) => playlist_response(body),
+            None => json_error(StatusCode::NOT_FOUND, "camera is not live"),
+        };
     };
-    {
-        // RFC 8216bis 6.2.5.2: more than two segments beyond the last one is a bad request.
-        let p = cam.lock();
-        let last = p.segments().back().map_or(p.next_part().0, |s| s.msn);
-        if msn > last + 2 {
-            return json_error(StatusCode::BAD_REQUEST, "_HLS_msn is too far in the future");
-        }
+    if let Err(message) = within_advance_limit(&cam.lock(), msn, part) {
+        return json_error(StatusCode::BAD_REQUEST, message);
     }
     let _held = held();
     let body = cam
         .wait_for(hold_deadline(cam), |p| {
-            has_arrived(p, msn, part).then(|| render(p))
+            if has_arrived(p, msn, part) {
+                render(p)
+            } else {
+                None
+            }
         })
         .await;
     match body {
@@ -220,7 +227,43 @@ impl Reload {
     }
 }
 
-/// Whether the playlist now holds segment `msn` (complete) or part `part` of it.
+/// RFC 8216bis 6.2.5.2: a blocking request for a segment more than two beyond the newest one,
+/// or for a part more than the Advance Part Limit beyond the newest part, is a bad request,
+/// answered at once. Parts of segments not yet begun count as one each for the segments in
+/// between (the fewest there can be), so no request that could be met soon is refused.
+pub(super) fn within_advance_limit(
+    p: &Packager,
+    msn: u64,
+    part: Option<u64>,
+) -> Result<(), &'static str> {
+    let last_msn = p.segments().back().map_or(p.next_part().0, |s| s.msn);
+    if msn > last_msn + 2 {
+        return Err("_HLS_msn is too far in the future");
+    }
+    let (Some(index), Some(target)) = (part, p.part_target_ms()) else {
+        return Ok(());
+    };
+    // The newest part: (msn, index), or one before part 0 of the next segment.
+    let (newest_msn, newest_index) = match p.segments().back() {
+        Some(s) if !s.parts.is_empty() => (s.msn, s.parts.len() as i64 - 1),
+        _ => (p.next_part().0, -1),
+    };
+    let ahead = if msn < newest_msn {
+        0
+    } else if msn == newest_msn {
+        index as i64 - newest_index
+    } else {
+        // The rest of the newest segment is unknown: count it as ending now.
+        (msn - newest_msn - 1) as i64 + index as i64 + 1
+    };
+    if ahead > timing::advance_part_limit(target) as i64 {
+        return Err("_HLS_part is beyond the Advance Part Limit");
+    }
+    Ok(())
+}
+
+/// Whether the playlist now holds segment `msn` (complete) or part `part` of it. A part index
+/// past the last part of a complete segment means part 0 of the next one (RFC 8216bis 6.2.5.2).
 pub(super) fn has_arrived(p: &Packager, msn: u64, part: Option<u64>) -> bool {
     let segments = p.segments();
     if segments.iter().any(|s| s.msn > msn) {
@@ -231,7 +274,7 @@ pub(super) fn has_arrived(p: &Packager, msn: u64, part: Option<u64>) -> bool {
     };
     match part {
         None => s.complete,
-        Some(i) => s.complete || s.parts.len() as u64 > i,
+        Some(i) => s.parts.len() as u64 > i,
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod api;
 pub mod auth;
+pub mod gzip;
 #[cfg(test)]
 mod tests;
 
@@ -60,7 +61,8 @@ pub fn router(state: Arc<HttpState>) -> Router {
 }
 
 /// Wraps the complete router with what every route needs: viewer authentication when tokens
-/// are configured (`auth`), then CORS for players on other origins.
+/// are configured (`auth`), gzip for playlists (`gzip`), then CORS for players on other
+/// origins.
 pub fn finish(
     router: Router,
     auth: Option<Arc<auth::ViewerAuth>>,
@@ -74,6 +76,8 @@ pub fn finish(
         )),
         None => router,
     };
+    // Outside auth: a token is carried into a playlist before the playlist is compressed.
+    let router = router.layer(axum::middleware::from_fn(gzip::playlists));
     // Outermost, so that preflight requests (which carry no token) are answered, and refusals
     // carry CORS headers a page on another origin can read.
     match cors(cors_origins, protected) {
