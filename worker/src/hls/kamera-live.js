@@ -5,7 +5,9 @@
 //   the player), and onto k.stalls the duration of each stall after playback began (seconds).
 // kameraLive.steer(video, k, targetS): plays at up to 1.25x while the median latency of the last
 //   12 frames is over targetS + 0.1 s and at least 0.3 s is buffered, else at 1x; never slower.
-//   Players' own catch-up measures from the playlist's edge and starts late or not at all.
+//   More than 2 s behind (a player that started at the window's start, or after a long stall),
+//   it jumps to the target instead, at most once every 5 s. Players' own catch-up measures from
+//   the playlist's edge and starts late or not at all.
 (function () {
   function watch(video, k, pdtOf) {
     let stalledAt = null, started = false;
@@ -29,10 +31,17 @@
   }
 
   function steer(video, k, targetS) {
+    let jumpedAt = -Infinity;
     setInterval(function () {
       const recent = k.latency.slice(-12).sort(function (a, b) { return a - b; });
       if (!recent.length || video.paused) return;
       const behind = recent[recent.length >> 1] - targetS;
+      if (behind > 2 && performance.now() - jumpedAt > 5000) {
+        jumpedAt = performance.now();
+        k.latency.length = 0;
+        video.currentTime += behind;
+        return;
+      }
       const b = video.buffered;
       const ahead = b.length ? b.end(b.length - 1) - video.currentTime : 0;
       const rate = behind > 0.1 && ahead > 0.3 ? Math.min(1.25, 1 + behind / 2) : 1;
