@@ -16,9 +16,12 @@ debian_packages=(
   cmake nasm
 )
 
+# With the arm64 libraries installed beside the native ones (make images), a bare name such as
+# libavcodec-dev is ambiguous to dpkg: ask for the native architecture's package then.
+native="$(dpkg --print-architecture)"
 missing=()
 for pkg in "${debian_packages[@]}"; do
-  if ! dpkg -s "$pkg" >/dev/null 2>&1; then
+  if ! dpkg -s "$pkg" >/dev/null 2>&1 && ! dpkg -s "$pkg:$native" >/dev/null 2>&1; then
     missing+=("$pkg")
   fi
 done
