@@ -330,6 +330,10 @@ impl Packager {
                 if over_segment {
                     self.close_segment(out);
                 }
+            } else if over_segment && self.open_segment_ms() > 0 {
+                // The one pending frame alone would take the segment past its cap: the segment
+                // ends before it, and it starts the next one.
+                self.close_segment(out);
             }
         }
         let pending = session.fragmenter.pending_duration_ms();
