@@ -7,7 +7,7 @@ use mp4_atom::{Decode, Ftyp, Moof, Moov};
 
 use super::test_media::clip;
 use super::*;
-use crate::media::{AudioConfig, Frame, StreamInfo, Track, VideoConfig};
+use crate::media::{AudioConfig, Frame, StreamInfo, Track, VideoCodec, VideoConfig};
 
 fn video_config() -> VideoConfig {
     let sps = Bytes::from_static(&[0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9]);
@@ -17,13 +17,16 @@ fn video_config() -> VideoConfig {
     avcc.extend_from_slice(&[1, 0, pps.len() as u8]);
     avcc.extend_from_slice(&pps);
     VideoConfig {
-        avcc: Bytes::from(avcc),
+        codec: VideoCodec::H264 {
+            profile_idc: 0x64,
+            constraint_flags: 0,
+            level_idc: 0x1f,
+        },
+        record: Bytes::from(avcc),
+        vps: Vec::new(),
         sps: vec![sps],
         pps: vec![pps],
         nal_length_size: 4,
-        profile_idc: 0x64,
-        constraint_flags: 0,
-        level_idc: 0x1f,
         width: 640,
         height: 360,
     }

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use super::packager::{Packager, PackagerConfig, Published};
 use super::playlist;
-use crate::media::{AudioConfig, Frame, StreamInfo, Track, VideoConfig};
+use crate::media::{AudioConfig, Frame, StreamInfo, Track, VideoCodec, VideoConfig};
 
 fn info(version: u64, audio: bool) -> Arc<StreamInfo> {
     let sps = Bytes::from_static(&[0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9]);
@@ -20,13 +20,16 @@ fn info(version: u64, audio: bool) -> Arc<StreamInfo> {
     Arc::new(StreamInfo {
         version,
         video: Some(VideoConfig {
-            avcc: Bytes::from(avcc),
+            codec: VideoCodec::H264 {
+                profile_idc: 0x64,
+                constraint_flags: 0,
+                level_idc: 0x1f,
+            },
+            record: Bytes::from(avcc),
+            vps: Vec::new(),
             sps: vec![sps],
             pps: vec![pps],
             nal_length_size: 4,
-            profile_idc: 0x64,
-            constraint_flags: 0,
-            level_idc: 0x1f,
             width: 640,
             height: 360,
         }),

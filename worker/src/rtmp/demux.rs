@@ -5,10 +5,11 @@
 
 use bytes::Bytes;
 
-use super::flv::{self, AudioTag, FlvError, VideoTag};
+use super::flv::{self, AudioTag, FlvError, VideoFormat, VideoTag};
 use super::h264::{self, H264Error};
+use super::h265::{self, H265Error};
 use super::timeline::{Mapped, Timeline};
-use crate::media::{AudioConfig, Frame, Millis, Track, VideoConfig};
+use crate::media::{AudioConfig, Frame, Millis, Track, VideoCodec, VideoConfig};
 
 /// What one message produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,11 @@ pub enum Output {
         track: Track,
         what: String,
     },
+    /// The publisher sent something well-formed Kamera has no use for (e.g. enhanced RTMP
+    /// colour metadata); the stream goes on. Reported once per session and kind.
+    Skipped {
+        what: &'static str,
+    },
     /// A timestamp jump was smoothed over.
     Discontinuity {
         track: Track,
@@ -36,6 +42,8 @@ pub enum DemuxError {
     Flv(#[from] FlvError),
     #[error("invalid AVC sequence header: {0}")]
     AvcConfig(#[from] H264Error),
+    #[error("invalid HEVC sequence header: {0}")]
+    HevcConfig(#[from] H265Error),
 }
 
 #[derive(Debug, Default)]
@@ -46,29 +54,47 @@ pub struct Demuxer {
     /// What was last announced with `Output::Config`.
     announced: Option<(Option<VideoConfig>, Option<AudioConfig>)>,
     reported: [bool; 2],
+    /// What `Output::Skipped` already reported this session.
+    skipped: Vec<&'static str>,
 }
 
 impl Demuxer {
     /// Handles one video message with its RTMP timestamp.
     pub fn video(&mut self, data: &Bytes, timestamp: u32) -> Result<Vec<Output>, DemuxError> {
         match flv::parse_video(data)? {
-            VideoTag::AvcSequenceHeader(record) => {
-                self.video = Some(h264::parse_avcc(record)?);
+            VideoTag::SequenceHeader { format, record } => {
+                self.video = Some(match format {
+                    VideoFormat::Avc => h264::parse_avcc(record)?,
+                    VideoFormat::Hevc => h265::parse_hvcc(record)?,
+                });
                 Ok(Vec::new())
             }
-            VideoTag::AvcFrame {
+            VideoTag::Frame {
+                format,
                 keyframe,
                 composition_time,
                 data,
             } => {
-                if self.video.is_none() || data.is_empty() {
-                    // Nothing can decode a picture before its sequence header.
-                    return Ok(Vec::new());
-                }
+                let keyframe = match (&self.video, format) {
+                    // Nothing can decode a picture before its sequence header, or a picture of
+                    // another codec than the header's.
+                    (None, _) => return Ok(Vec::new()),
+                    _ if data.is_empty() => return Ok(Vec::new()),
+                    (Some(v), VideoFormat::Avc) if matches!(v.codec, VideoCodec::H264 { .. }) => {
+                        keyframe
+                    }
+                    // The pictures themselves say where decoding can start (an IRAP NAL unit),
+                    // whatever the tag's frame type claims.
+                    (Some(v), VideoFormat::Hevc) if matches!(v.codec, VideoCodec::H265 { .. }) => {
+                        h265::is_irap(&data, v.nal_length_size)
+                    }
+                    _ => return Ok(Vec::new()),
+                };
                 let mapped = self.timeline.map(Track::Video, timestamp);
                 Ok(self.emit(Track::Video, mapped, composition_time, keyframe, data))
             }
             VideoTag::Ignored => Ok(Vec::new()),
+            VideoTag::Skipped(what) => Ok(self.skipped(what)),
             VideoTag::Unsupported(what) => Ok(self.unsupported(Track::Video, what)),
         }
     }
@@ -161,6 +187,15 @@ impl Demuxer {
             video: current.0,
             audio: current.1,
         }]
+    }
+
+    /// Reports something well-formed but unused, once per session and kind.
+    fn skipped(&mut self, what: &'static str) -> Vec<Output> {
+        if self.skipped.contains(&what) {
+            return Vec::new();
+        }
+        self.skipped.push(what);
+        vec![Output::Skipped { what }]
     }
 
     /// Reports a codec Kamera does not accept, once per session and track.
