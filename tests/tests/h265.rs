@@ -89,7 +89,8 @@ fn uris<'a>(text: &'a str, tag: &str) -> Vec<&'a str> {
 fn an_enhanced_rtmp_h265_publisher_gets_ll_hls_a_recording_and_frames_at_1080p() {
     // 1080p at 5 fps with a 1 s GOP: light enough for libx265 on a small CI machine.
     let clip = hevc_clip(1920, 1080, 5, 5, 4);
-    let w = Worker::start(&["--recording-fragment", "500ms"]);
+    // Two frames a second from a 1 s GOP: exact sampling decodes predicted pictures too.
+    let w = Worker::start(&["--recording-fragment", "500ms", "--frame-fps", "2"]);
     let _p = Publisher::start(&clip, &w.rtmp_url("hevc"));
 
     let cam = w.wait_live("hevc", LIVE);
@@ -143,10 +144,17 @@ fn an_enhanced_rtmp_h265_publisher_gets_ll_hls_a_recording_and_frames_at_1080p()
         parts.len()
     );
 
-    // A JPEG frame for processors, at the picture's size.
-    wait_for("a frame from the H.265 camera", LIVE, || {
-        (w.request("/frames/hevc/latest.jpg", None).status == 200).then_some(())
+    // JPEG frames for processors, at the picture's size, none lost to the decoder.
+    wait_for("frames from the H.265 camera", LIVE, || {
+        let extracted = w.metric("kamera_frames_extracted_total{camera=\"hevc\"}");
+        (extracted >= Some(4.0)).then_some(())
     });
+    assert_eq!(
+        w.metric(
+            "kamera_frames_dropped_total{camera=\"hevc\",processor=\"\",reason=\"decode_error\"}"
+        ),
+        None
+    );
     let jpeg_path = dir.path().join("latest.jpg");
     std::fs::write(&jpeg_path, w.get_bytes("/frames/hevc/latest.jpg")).unwrap();
     assert_eq!(probe(&jpeg_path).0, "mjpeg,[0][0][0][0],1920,1080");

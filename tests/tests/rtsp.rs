@@ -313,7 +313,14 @@ fn a_restarted_camera_comes_back_with_a_new_file_and_an_hls_discontinuity() {
 fn an_h265_camera_serves_ll_hls_a_recording_and_frames() {
     let server = RtspServer::start(&["--h265", "--no-audio"]);
     let pull = format!("hevc={}", server.url());
-    let w = Worker::start(&["--pull", &pull, "--recording-fragment", "500ms"]);
+    let w = Worker::start(&[
+        "--pull",
+        &pull,
+        "--recording-fragment",
+        "500ms",
+        "--frame-sampling",
+        "keyframes",
+    ]);
 
     let cam = w.wait_live("hevc", LIVE);
     assert_eq!(cam["codec"], "h265", "{cam}");
@@ -332,10 +339,17 @@ fn an_h265_camera_serves_ll_hls_a_recording_and_frames() {
         "{index}"
     );
 
-    // A JPEG frame for processors.
-    wait_for("a frame from the H.265 camera", LIVE, || {
-        (w.request("/frames/hevc/latest.jpg", None).status == 200).then_some(())
+    // JPEG frames for processors, from keyframes alone.
+    wait_for("frames from the H.265 camera", LIVE, || {
+        let extracted = w.metric("kamera_frames_extracted_total{camera=\"hevc\"}");
+        (extracted >= Some(2.0)).then_some(())
     });
+    assert_eq!(
+        w.metric(
+            "kamera_frames_dropped_total{camera=\"hevc\",processor=\"\",reason=\"decode_error\"}"
+        ),
+        None
+    );
 
     // A recording that ffprobe reads as H.265.
     let file = wait_for("a recording fragment", LIVE, || {

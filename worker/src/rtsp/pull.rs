@@ -187,6 +187,8 @@ struct Puller<'a> {
 /// The streams of a session that Kamera takes.
 struct Chosen {
     video: usize,
+    /// The video is H.265 (else H.264).
+    h265: bool,
     audio: Option<usize>,
     /// A non-AAC audio codec that is left out.
     dropped_audio: Option<String>,
@@ -324,9 +326,13 @@ impl Puller<'_> {
                             video_configured = true;
                         }
                     }
-                    let keyframe = frame.is_random_access_point();
+                    // retina counts only IDR pictures as random access points in H.265; a CRA
+                    // picture (what x265 and many cameras send at each GOP with open GOPs)
+                    // starts decoding as well, so Kamera looks for any IRAP, as for RTMP.
+                    let rap = frame.is_random_access_point();
                     let millis = to_millis(frame.timestamp());
                     let data = Bytes::from(frame.into_data());
+                    let keyframe = rap || (chosen.h265 && h265::is_irap(&data, 4));
                     count_bytes(m, camera, publisher, data.len());
                     demuxer.access_unit(Track::Video, millis, keyframe, data)
                 }
@@ -396,6 +402,7 @@ fn choose_streams(streams: &[retina::client::Stream]) -> Result<Chosen, PullErro
     };
     Ok(Chosen {
         video,
+        h265: codec == "h265",
         audio,
         dropped_audio,
     })
