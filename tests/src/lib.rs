@@ -339,9 +339,9 @@ pub struct Clip {
     pub video_bitrate: f64,
 }
 
-/// Encodes (once, cached under the target dir) a 10 s test-pattern clip with a tone.
-/// `-c copy` publishing of this clip costs almost no CPU, unlike live encoding.
-pub fn clip(width: u32, height: u32, fps: u32, gop: u32) -> Clip {
+/// `<target>/kamera-test-clips/<name>`, written by `encode` (given a temporary path to write)
+/// the first time any test asks for it; one encode at a time.
+fn cached_clip(name: &str, encode: impl FnOnce(&Path) -> std::process::ExitStatus) -> PathBuf {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _guard = LOCK
         .get_or_init(Default::default)
@@ -349,40 +349,54 @@ pub fn clip(width: u32, height: u32, fps: u32, gop: u32) -> Clip {
         .unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kamera-test-clips");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("clip-{width}x{height}-{fps}fps-g{gop}.flv"));
+    let path = dir.join(name);
     if !path.exists() {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let status = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y"])
-            .args(["-f", "lavfi", "-i"])
-            .arg(format!(
-                "testsrc2=size={width}x{height}:rate={fps}:duration=10"
-            ))
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=44100:duration=10",
-            ])
-            .args([
-                "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-bf", "0",
-            ])
-            .args([
-                "-g",
-                &gop.to_string(),
-                "-keyint_min",
-                &gop.to_string(),
-                "-sc_threshold",
-                "0",
-            ])
-            .args(["-b:v", "1M", "-maxrate", "1M", "-bufsize", "500k"])
-            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
-            .arg(&tmp)
-            .status()
-            .unwrap();
-        assert!(status.success(), "encoding the test clip failed");
+        assert!(
+            encode(&tmp).success(),
+            "encoding the test clip {name} failed"
+        );
         std::fs::rename(&tmp, &path).unwrap();
     }
+    path
+}
+
+/// Encodes (once, cached under the target dir) a 10 s test-pattern clip with a tone.
+/// `-c copy` publishing of this clip costs almost no CPU, unlike live encoding.
+pub fn clip(width: u32, height: u32, fps: u32, gop: u32) -> Clip {
+    let path = cached_clip(
+        &format!("clip-{width}x{height}-{fps}fps-g{gop}.flv"),
+        |tmp| {
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-y"])
+                .args(["-f", "lavfi", "-i"])
+                .arg(format!(
+                    "testsrc2=size={width}x{height}:rate={fps}:duration=10"
+                ))
+                .args([
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=frequency=440:sample_rate=44100:duration=10",
+                ])
+                .args([
+                    "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-bf", "0",
+                ])
+                .args([
+                    "-g",
+                    &gop.to_string(),
+                    "-keyint_min",
+                    &gop.to_string(),
+                    "-sc_threshold",
+                    "0",
+                ])
+                .args(["-b:v", "1M", "-maxrate", "1M", "-bufsize", "500k"])
+                .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
+                .arg(tmp)
+                .status()
+                .unwrap()
+        },
+    );
     let video_bitrate = probe_video_bitrate(&path);
     Clip {
         path,
@@ -422,20 +436,10 @@ pub fn hevc_ffmpeg() -> PathBuf {
 /// Encodes (once, cached under the target dir) a `seconds`-long H.265 test pattern with
 /// libx265 (`-preset ultrafast`, no audio) into FLV with enhanced RTMP `hvc1` tags.
 pub fn hevc_clip(width: u32, height: u32, fps: u32, gop: u32, seconds: u32) -> Clip {
-    static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
-    let _guard = LOCK
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
     let ffmpeg = hevc_ffmpeg();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kamera-test-clips");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!(
-        "hevc-{width}x{height}-{fps}fps-g{gop}-{seconds}s.flv"
-    ));
-    if !path.exists() {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let status = Command::new(&ffmpeg)
+    let name = format!("hevc-{width}x{height}-{fps}fps-g{gop}-{seconds}s.flv");
+    let path = cached_clip(&name, |tmp| {
+        Command::new(&ffmpeg)
             .args(["-hide_banner", "-loglevel", "error", "-y"])
             .args(["-f", "lavfi", "-i"])
             .arg(format!(
@@ -454,12 +458,10 @@ pub fn hevc_clip(width: u32, height: u32, fps: u32, gop: u32, seconds: u32) -> C
                 "log-level=error:keyint={gop}:min-keyint={gop}:scenecut=0"
             ))
             .args(["-b:v", "1M", "-an", "-f", "flv"])
-            .arg(&tmp)
+            .arg(tmp)
             .status()
-            .unwrap();
-        assert!(status.success(), "encoding the H.265 test clip failed");
-        std::fs::rename(&tmp, &path).unwrap();
-    }
+            .unwrap()
+    });
     // Debian's ffprobe cannot read enhanced FLV: the file's size over its length is close
     // enough for a clip without audio.
     let bytes = std::fs::metadata(&path).unwrap().len();

@@ -349,6 +349,50 @@ mod tests {
     }
 
     #[test]
+    fn enhanced_rtmp_hevc_is_configured_and_irap_pictures_are_keyframes() {
+        use crate::rtmp::h265::tests::{hvcc_record, PPS_1080P, SPS_1080P, VPS_1080P};
+        let mut d = Demuxer::default();
+        let mut start = vec![0x90, b'h', b'v', b'c', b'1'];
+        start.extend_from_slice(&hvcc_record(VPS_1080P, SPS_1080P, PPS_1080P));
+        assert!(d.video(&Bytes::from(start), 0).expect("header").is_empty());
+        // Metadata (colour info) is reported once and changes nothing.
+        let meta = Bytes::from_static(&[0xd4, b'h', b'v', b'c', b'1', 2, 0, 9]);
+        assert!(matches!(
+            &d.video(&meta, 0).expect("ok")[..],
+            [Output::Skipped { .. }]
+        ));
+        assert!(d.video(&meta, 0).expect("ok").is_empty());
+        // A CRA picture (NAL type 21) in a tag flagged inter is a keyframe; a TRAIL_R picture
+        // (type 1) flagged key is not.
+        let cra =
+            Bytes::from_static(&[0xa1, b'h', b'v', b'c', b'1', 0, 0, 0x50, 0, 0, 0, 2, 42, 1]);
+        let out = d.video(&cra, 1000).expect("frame");
+        let Output::Config { video: Some(v), .. } = &out[0] else {
+            panic!("expected the configuration first: {out:?}");
+        };
+        assert_eq!((v.codec.name(), v.width, v.height), ("h265", 1920, 1080));
+        let f = frames(&out)[0];
+        assert_eq!((f.dts, f.pts, f.keyframe), (1000, 1080, true));
+        let trail = Bytes::from_static(&[0x93, b'h', b'v', b'c', b'1', 0, 0, 0, 2, 2, 1]);
+        assert!(!frames(&d.video(&trail, 1200).expect("frame"))[0].keyframe);
+        // An H.264 picture cannot follow an H.265 sequence header.
+        assert!(d.video(&picture(true, 0), 1400).expect("ok").is_empty());
+    }
+
+    #[test]
+    fn av1_and_vp9_are_refused_once_per_session() {
+        let mut d = Demuxer::default();
+        let av1 = Bytes::from_static(&[0x90, b'a', b'v', b'0', b'1', 0x81]);
+        assert!(matches!(
+            &d.video(&av1, 0).expect("ok")[..],
+            [Output::Unsupported { track: Track::Video, what }] if what.contains("AV1")
+        ));
+        let vp9 = Bytes::from_static(&[0x91, b'v', b'p', b'0', b'9', 0]);
+        assert!(d.video(&av1, 40).expect("ok").is_empty());
+        assert!(d.video(&vp9, 80).expect("ok").is_empty());
+    }
+
+    #[test]
     fn malformed_sequence_header_is_an_error() {
         let mut d = Demuxer::default();
         let bad =
