@@ -330,6 +330,8 @@ pub struct Clip {
     pub path: PathBuf,
     /// The `ffmpeg` that reads and publishes it (Debian's 5.1 reads no enhanced FLV).
     pub ffmpeg: PathBuf,
+    /// Output options the publisher adds for this clip.
+    pub publish_args: Vec<String>,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -401,6 +403,7 @@ pub fn clip(width: u32, height: u32, fps: u32, gop: u32) -> Clip {
     Clip {
         path,
         ffmpeg: PathBuf::from("ffmpeg"),
+        publish_args: Vec::new(),
         width,
         height,
         fps,
@@ -469,6 +472,8 @@ pub fn hevc_clip(width: u32, height: u32, fps: u32, gop: u32, seconds: u32) -> C
         video_bitrate: bytes as f64 * 8.0 / f64::from(seconds),
         path,
         ffmpeg,
+        // Announce the enhanced codecs in `connect` (`fourCcList`), as OBS does.
+        publish_args: vec!["-rtmp_enhanced_codecs".into(), "hvc1".into()],
         width,
         height,
         fps,
@@ -531,7 +536,9 @@ impl Publisher {
                 "-i",
             ])
             .arg(&clip.path)
-            .args(["-c", "copy", "-f", "flv", url])
+            .args(["-c", "copy"])
+            .args(&clip.publish_args)
+            .args(["-f", "flv", url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -549,7 +556,9 @@ impl Publisher {
         let child = Command::new(&clip.ffmpeg)
             .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
             .arg(&clip.path)
-            .args(["-t", &seconds.to_string(), "-c", "copy", "-f", "flv", url])
+            .args(["-t", &seconds.to_string(), "-c", "copy"])
+            .args(&clip.publish_args)
+            .args(["-f", "flv", url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,5 +1,6 @@
 //! H.265 end to end: a real libx265 publisher (the static FFmpeg of `imageio-ffmpeg`, whose
-//! flv muxer sends enhanced RTMP `hvc1` as OBS 30+ and FFmpeg 6.1+ do) into the real worker;
+//! flv muxer sends enhanced RTMP `hvc1` as OBS 30+ and FFmpeg 6.1+ do, and announces `hvc1`
+//! in `connect`'s `fourCcList` like OBS) into the real worker;
 //! the API, the LL-HLS playlists and segments, the recording and the frames are checked with
 //! Debian's `ffprobe`/`ffmpeg` and a real HLS parser.
 
