@@ -4,6 +4,9 @@
 - FLV files, tag bodies, avcC records and SPS from real `ffmpeg -f flv` output of x264 and
   AAC at several profiles (baseline, high with cropping, 4:2:2 interlaced, 4:4:4 with
   scaling matrices, no audio).
+- Enhanced RTMP (`hvc1`) FLV files, tag bodies, hvcC records and H.265 SPS from libx265
+  through the static FFmpeg of the `imageio-ffmpeg` package (Debian's ffmpeg 5.1 writes no
+  enhanced FLV): Main with a conformance window, Main 10, 4:2:2.
 - RTMP sessions: what a real `ffmpeg` publisher (and a real `ffmpeg` player) sends to a real
   kamera-worker, captured write by write by a relay between them.
 - Frame-protocol lines: what the real Python SDK sends (hello, acks with the detections its
@@ -91,6 +94,73 @@ def media_seeds(flv: Path) -> None:
             save("avcc", record)
             sps_len = int.from_bytes(record[6:8], "big")
             save("sps", record[8:8 + sps_len])
+
+
+# (name, ffmpeg video options) for H.265 through enhanced RTMP.
+HEVC_VARIANTS = [
+    ("hevc-main-cropped", ["-s", "170x98", "-pix_fmt", "yuv420p"]),
+    ("hevc-main10", ["-s", "128x72", "-pix_fmt", "yuv420p10le"]),
+    ("hevc-422", ["-s", "96x64", "-pix_fmt", "yuv422p"]),
+]
+
+
+def hevc_ffmpeg() -> str:
+    """The static FFmpeg of `imageio-ffmpeg` (libx265, enhanced RTMP flv muxer)."""
+    import imageio_ffmpeg  # noqa: PLC0415 - only the HEVC seeds need it
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def hevc_seeds(work: Path) -> None:
+    ffmpeg = hevc_ffmpeg()
+    for name, video in HEVC_VARIANTS:
+        out = work / f"{name}.flv"
+        subprocess.run(
+            [ffmpeg, "-nostdin", "-loglevel", "error", "-y",
+             "-f", "lavfi", "-i", "testsrc2=rate=10:size=320x240", "-t", "0.6",
+             "-c:v", "libx265", "-preset", "ultrafast",
+             "-x265-params", "log-level=error:keyint=3:bframes=1", *video,
+             "-an", "-f", "flv", str(out)],
+            check=True,
+        )
+        data = out.read_bytes()
+        save("flv_demux", data)
+        kept = set()
+        for kind, _, body in flv_tags(data):
+            if kind != 9 or len(body) < 5:
+                continue
+            if body[0] not in kept:
+                kept.add(body[0])
+                save("flv_tag", body)
+            if body[0] & 0x8F == 0x80:  # enhanced sequence start
+                record = body[5:]
+                # Without the SEI array libx265 adds (its option string): small seeds.
+                save("hvcc", record[:22] + bytes([3]) + without_sei(record[23:]))
+                save("h265_sps", next(nal for t, nal in hvcc_nals(record) if t == 33))
+
+
+def hvcc_nals(record: bytes):
+    pos = 23
+    for _ in range(record[22]):
+        nal_type, count = record[pos] & 0x3F, int.from_bytes(record[pos + 1:pos + 3], "big")
+        pos += 3
+        for _ in range(count):
+            size = int.from_bytes(record[pos:pos + 2], "big")
+            yield nal_type, record[pos + 2:pos + 2 + size]
+            pos += 2 + size
+
+
+def without_sei(arrays: bytes) -> bytes:
+    out, pos = b"", 0
+    while pos < len(arrays):
+        nal_type, count = arrays[pos] & 0x3F, int.from_bytes(arrays[pos + 1:pos + 3], "big")
+        end = pos + 3
+        for _ in range(count):
+            end += 2 + int.from_bytes(arrays[end:end + 2], "big")
+        if nal_type in (32, 33, 34):
+            out += arrays[pos:end]
+        pos = end
+    return out
 
 
 def free_port() -> int:
@@ -299,6 +369,7 @@ def main() -> None:
         for name, video, audio in VARIANTS:
             files[name] = encode(work, name, video, audio)
             media_seeds(files[name])
+        hevc_seeds(work)
         rtmp_seeds(work, files)
         sdk_seeds(work)
     for request in HTTP_REQUESTS:

@@ -147,7 +147,7 @@ pub struct WorkerReport {
     /// Measured bits per second.
     #[serde(default)]
     pub bitrate: Option<u64>,
-    /// What the publisher sends that Kamera cannot use (e.g. `video: hevc`).
+    /// What the publisher sends that Kamera cannot use (e.g. AV1 video over enhanced RTMP).
     #[serde(default)]
     pub unsupported: Vec<String>,
     /// The recorder.

@@ -24,9 +24,10 @@ VIDEO = (
     "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bframes=0 bitrate=300 "
     "! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1"
 )
-# H.265, which Kamera refuses from RTSP until its pipeline handles it.
+# H.265, as many IP cameras send by default.
 VIDEO_H265 = (
-    "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 "
+    "videotestsrc is-live=true pattern=ball "
+    "! video/x-raw,format=I420,width=320,height=240,framerate=15/1 "
     "! x265enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=300 "
     "! rtph265pay name=pay0 pt=96 config-interval=-1"
 )

@@ -323,10 +323,15 @@ pub fn signal(pid: u32, name: &str) {
         .status();
 }
 
-/// A test clip: H.264 + AAC in FLV, encoded once per machine and shared by tests.
+/// A test clip in FLV, encoded once per machine and shared by tests: H.264 + AAC
+/// ([`clip`]) or H.265 in enhanced RTMP tags ([`hevc_clip`]).
 #[derive(Debug, Clone)]
 pub struct Clip {
     pub path: PathBuf,
+    /// The `ffmpeg` that reads and publishes it (Debian's 5.1 reads no enhanced FLV).
+    pub ffmpeg: PathBuf,
+    /// Output options the publisher adds for this clip.
+    pub publish_args: Vec<String>,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -336,9 +341,9 @@ pub struct Clip {
     pub video_bitrate: f64,
 }
 
-/// Encodes (once, cached under the target dir) a 10 s test-pattern clip with a tone.
-/// `-c copy` publishing of this clip costs almost no CPU, unlike live encoding.
-pub fn clip(width: u32, height: u32, fps: u32, gop: u32) -> Clip {
+/// `<target>/kamera-test-clips/<name>`, written by `encode` (given a temporary path to write)
+/// the first time any test asks for it; one encode at a time.
+fn cached_clip(name: &str, encode: impl FnOnce(&Path) -> std::process::ExitStatus) -> PathBuf {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _guard = LOCK
         .get_or_init(Default::default)
@@ -346,48 +351,133 @@ pub fn clip(width: u32, height: u32, fps: u32, gop: u32) -> Clip {
         .unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kamera-test-clips");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("clip-{width}x{height}-{fps}fps-g{gop}.flv"));
+    let path = dir.join(name);
     if !path.exists() {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let status = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y"])
-            .args(["-f", "lavfi", "-i"])
-            .arg(format!(
-                "testsrc2=size={width}x{height}:rate={fps}:duration=10"
-            ))
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=44100:duration=10",
-            ])
-            .args([
-                "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-bf", "0",
-            ])
-            .args([
-                "-g",
-                &gop.to_string(),
-                "-keyint_min",
-                &gop.to_string(),
-                "-sc_threshold",
-                "0",
-            ])
-            .args(["-b:v", "1M", "-maxrate", "1M", "-bufsize", "500k"])
-            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
-            .arg(&tmp)
-            .status()
-            .unwrap();
-        assert!(status.success(), "encoding the test clip failed");
+        assert!(
+            encode(&tmp).success(),
+            "encoding the test clip {name} failed"
+        );
         std::fs::rename(&tmp, &path).unwrap();
     }
+    path
+}
+
+/// Encodes (once, cached under the target dir) a 10 s test-pattern clip with a tone.
+/// `-c copy` publishing of this clip costs almost no CPU, unlike live encoding.
+pub fn clip(width: u32, height: u32, fps: u32, gop: u32) -> Clip {
+    let path = cached_clip(
+        &format!("clip-{width}x{height}-{fps}fps-g{gop}.flv"),
+        |tmp| {
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-y"])
+                .args(["-f", "lavfi", "-i"])
+                .arg(format!(
+                    "testsrc2=size={width}x{height}:rate={fps}:duration=10"
+                ))
+                .args([
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=frequency=440:sample_rate=44100:duration=10",
+                ])
+                .args([
+                    "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-bf", "0",
+                ])
+                .args([
+                    "-g",
+                    &gop.to_string(),
+                    "-keyint_min",
+                    &gop.to_string(),
+                    "-sc_threshold",
+                    "0",
+                ])
+                .args(["-b:v", "1M", "-maxrate", "1M", "-bufsize", "500k"])
+                .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
+                .arg(tmp)
+                .status()
+                .unwrap()
+        },
+    );
     let video_bitrate = probe_video_bitrate(&path);
     Clip {
         path,
+        ffmpeg: PathBuf::from("ffmpeg"),
+        publish_args: Vec::new(),
         width,
         height,
         fps,
         gop,
         video_bitrate,
+    }
+}
+
+/// The static FFmpeg of the `imageio-ffmpeg` package in the project's `.venv`
+/// (`scripts/setup.d/10-python.sh`): it has libx265, and its flv muxer writes H.265 as
+/// enhanced RTMP (`hvc1`), as OBS 30+ and FFmpeg 6.1+ publish it.
+pub fn hevc_ffmpeg() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+        let out = Command::new(&python)
+            .args([
+                "-c",
+                "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", python.display()));
+        assert!(
+            out.status.success(),
+            "imageio-ffmpeg is missing from .venv (run scripts/setup.sh): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// Encodes (once, cached under the target dir) a `seconds`-long H.265 test pattern with
+/// libx265 (`-preset ultrafast`, no audio) into FLV with enhanced RTMP `hvc1` tags.
+pub fn hevc_clip(width: u32, height: u32, fps: u32, gop: u32, seconds: u32) -> Clip {
+    let ffmpeg = hevc_ffmpeg();
+    let name = format!("hevc-{width}x{height}-{fps}fps-g{gop}-{seconds}s.flv");
+    let path = cached_clip(&name, |tmp| {
+        Command::new(&ffmpeg)
+            .args(["-hide_banner", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!(
+                "testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"
+            ))
+            .args([
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .arg("-x265-params")
+            .arg(format!(
+                "log-level=error:keyint={gop}:min-keyint={gop}:scenecut=0"
+            ))
+            .args(["-b:v", "1M", "-an", "-f", "flv"])
+            .arg(tmp)
+            .status()
+            .unwrap()
+    });
+    // Debian's ffprobe cannot read enhanced FLV: the file's size over its length is close
+    // enough for a clip without audio.
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    Clip {
+        video_bitrate: bytes as f64 * 8.0 / f64::from(seconds),
+        path,
+        ffmpeg,
+        // Announce the enhanced codecs in `connect` (`fourCcList`), as OBS does.
+        publish_args: vec!["-rtmp_enhanced_codecs".into(), "hvc1".into()],
+        width,
+        height,
+        fps,
+        gop,
     }
 }
 
@@ -435,7 +525,7 @@ pub struct Publisher {
 impl Publisher {
     /// Publishes `clip` in a loop at real-time speed without re-encoding.
     pub fn start(clip: &Clip, url: &str) -> Publisher {
-        let child = Command::new("ffmpeg")
+        let child = Command::new(&clip.ffmpeg)
             .args([
                 "-hide_banner",
                 "-loglevel",
@@ -446,7 +536,9 @@ impl Publisher {
                 "-i",
             ])
             .arg(&clip.path)
-            .args(["-c", "copy", "-f", "flv", url])
+            .args(["-c", "copy"])
+            .args(&clip.publish_args)
+            .args(["-f", "flv", url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -461,10 +553,12 @@ impl Publisher {
     /// Publishes the first `seconds` of `clip` at real-time speed, then ends the stream
     /// cleanly (a short-lived camera).
     pub fn start_for(clip: &Clip, url: &str, seconds: f64) -> Publisher {
-        let child = Command::new("ffmpeg")
+        let child = Command::new(&clip.ffmpeg)
             .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
             .arg(&clip.path)
-            .args(["-t", &seconds.to_string(), "-c", "copy", "-f", "flv", url])
+            .args(["-t", &seconds.to_string(), "-c", "copy"])
+            .args(&clip.publish_args)
+            .args(["-f", "flv", url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -310,19 +310,52 @@ fn a_restarted_camera_comes_back_with_a_new_file_and_an_hls_discontinuity() {
 }
 
 #[test]
-fn an_h265_camera_is_refused_with_a_clear_reason() {
+fn an_h265_camera_serves_ll_hls_a_recording_and_frames() {
     let server = RtspServer::start(&["--h265", "--no-audio"]);
     let pull = format!("hevc={}", server.url());
-    let w = Worker::start(&["--pull", &pull, "--no-recording"]);
-    let src = wait_for("the H.265 stream refused", LIVE, || {
-        let src = source(&w, "hevc");
-        src["last_error"].as_str().is_some().then_some(src)
+    let w = Worker::start(&[
+        "--pull",
+        &pull,
+        "--recording-fragment",
+        "500ms",
+        "--frame-sampling",
+        "keyframes",
+    ]);
+
+    let cam = w.wait_live("hevc", LIVE);
+    assert_eq!(cam["codec"], "h265", "{cam}");
+    assert_eq!(cam["resolution"], "320x240", "{cam}");
+    let codec_string = cam["codec_string"].as_str().unwrap().to_string();
+    assert!(codec_string.starts_with("hvc1.1."), "{codec_string}");
+
+    // LL-HLS names the same codec and serves parts.
+    wait_for("LL-HLS segments from the H.265 camera", LIVE, || {
+        let (status, body) = w.get("/hls/hevc/stream.m3u8");
+        (status == 200 && media_playlist(&body).segments.len() >= 2).then_some(())
     });
-    let error = src["last_error"].as_str().unwrap();
-    assert!(error.contains("\"h265\" is not supported"), "{error}");
-    assert_eq!(w.camera("hevc").unwrap()["live"], false);
+    let index = w.get("/hls/hevc/index.m3u8").1;
     assert!(
-        w.metric("kamera_pull_failures_total{camera=\"hevc\",reason=\"unsupported_codec\"}")
-            >= Some(1.0)
+        index.contains(&format!("CODECS=\"{codec_string}\"")),
+        "{index}"
     );
+
+    // JPEG frames for processors, from keyframes alone.
+    wait_for("frames from the H.265 camera", LIVE, || {
+        let extracted = w.metric("kamera_frames_extracted_total{camera=\"hevc\"}");
+        (extracted >= Some(2.0)).then_some(())
+    });
+    assert_eq!(
+        w.metric(
+            "kamera_frames_dropped_total{camera=\"hevc\",processor=\"\",reason=\"decode_error\"}"
+        ),
+        None
+    );
+
+    // A recording that ffprobe reads as H.265.
+    let file = wait_for("a recording fragment", LIVE, || {
+        recording_files(&w.data_dir, "hevc")
+            .into_iter()
+            .find(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 10_000))
+    });
+    assert_eq!(probe_codecs(&file), ["hevc"]);
 }

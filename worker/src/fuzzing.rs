@@ -35,6 +35,7 @@ use crate::record::naming;
 use crate::rtmp::demux::{Demuxer, Output};
 use crate::rtmp::flv::{self, AudioTag, VideoTag};
 use crate::rtmp::h264::{self, MAX_DIMENSION};
+use crate::rtmp::h265;
 use crate::rtmp::session::{self, IngestContext};
 
 /// A fuzz target's entry: called with each input libFuzzer makes.
@@ -46,6 +47,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("flv_tag", flv_tag),
     ("avcc", avcc),
     ("sps", sps),
+    ("hvcc", hvcc),
+    ("h265_sps", h265_sps),
     ("flv_demux", flv_demux),
     ("rtmp_session", rtmp_session),
     ("frame_protocol", frame_protocol),
@@ -57,19 +60,22 @@ pub const TARGETS: &[(&str, Target)] = &[
 pub fn flv_tag(data: &[u8]) {
     let body = Bytes::copy_from_slice(data);
     match flv::parse_video(&body) {
-        Ok(VideoTag::AvcSequenceHeader(record)) => {
-            assert_eq!(record.len(), data.len() - 5);
-            let _ = h264::parse_avcc(record);
+        Ok(VideoTag::SequenceHeader { format, record }) => {
+            assert!(record.len() <= data.len() - 5);
+            match format {
+                flv::VideoFormat::Avc => drop(h264::parse_avcc(record)),
+                flv::VideoFormat::Hevc => drop(h265::parse_hvcc(record)),
+            }
         }
-        Ok(VideoTag::AvcFrame {
+        Ok(VideoTag::Frame {
             composition_time,
             data: frame,
             ..
         }) => {
-            assert_eq!(frame.len(), data.len() - 5);
+            assert!(frame.len() <= data.len() - 5);
             assert!((-(1 << 23)..(1 << 23)).contains(&composition_time));
         }
-        Ok(VideoTag::Ignored | VideoTag::Unsupported(_)) | Err(_) => {}
+        Ok(VideoTag::Ignored | VideoTag::Skipped(_) | VideoTag::Unsupported(_)) | Err(_) => {}
     }
     match flv::parse_audio(&body) {
         Ok(AudioTag::AacSequenceHeader(asc)) => {
@@ -128,6 +134,49 @@ pub fn sps(data: &[u8]) {
     }
 }
 
+/// An HEVCDecoderConfigurationRecord (the body of an enhanced RTMP `hvc1` sequence start).
+/// A record that parses is rebuilt from its parameter sets and must parse to the same thing.
+pub fn hvcc(data: &[u8]) {
+    let Ok(cfg) = h265::parse_hvcc(Bytes::copy_from_slice(data)) else {
+        return;
+    };
+    assert!((1..=4).contains(&cfg.nal_length_size));
+    assert!((1..=MAX_DIMENSION).contains(&cfg.width));
+    assert!((1..=MAX_DIMENSION).contains(&cfg.height));
+    assert!(cfg.codec_string().starts_with("hvc1."));
+    let _ = cfg.profile_name();
+    let _ = cfg.codec.level();
+
+    let mut rebuilt = data[..22].to_vec();
+    rebuilt.push(3);
+    for (t, sets) in [(32u8, &cfg.vps), (33, &cfg.sps), (34, &cfg.pps)] {
+        rebuilt.push(t);
+        rebuilt.extend_from_slice(&(sets.len() as u16).to_be_bytes());
+        for set in sets {
+            rebuilt.extend_from_slice(&(set.len() as u16).to_be_bytes());
+            rebuilt.extend_from_slice(set);
+        }
+    }
+    let again = h265::parse_hvcc(Bytes::from(rebuilt)).expect("a rebuilt record parses");
+    assert_eq!(
+        (again.vps, again.sps, again.pps, again.width, again.height),
+        (cfg.vps, cfg.sps, cfg.pps, cfg.width, cfg.height)
+    );
+    assert_eq!(again.codec, cfg.codec);
+}
+
+/// An H.265 sequence parameter set NAL unit (with its two-byte header); and the same bytes as
+/// an access unit for the IRAP scan.
+pub fn h265_sps(data: &[u8]) {
+    if let Ok(info) = h265::parse_sps(data) {
+        assert!((1..=MAX_DIMENSION).contains(&info.width), "{info:?}");
+        assert!((1..=MAX_DIMENSION).contains(&info.height), "{info:?}");
+    }
+    for size in 0..=5 {
+        let _ = h265::is_irap(data, size);
+    }
+}
+
 /// An FLV file (`ffmpeg -f flv` output) whose audio and video tags go through one
 /// [`Demuxer`], as one publisher's messages would. Checks what every consumer relies on:
 /// per track, decode timestamps strictly increase, and `pts = dts + composition time`.
@@ -163,7 +212,9 @@ pub fn flv_demux(data: &[u8]) {
                         assert!((1..=MAX_DIMENSION).contains(&v.height));
                     }
                 }
-                Output::Unsupported { .. } | Output::Discontinuity { .. } => {}
+                Output::Unsupported { .. }
+                | Output::Skipped { .. }
+                | Output::Discontinuity { .. } => {}
             }
         }
     };

@@ -2,12 +2,13 @@
 //! Built once per session from the hub's `StreamInfo`; fragments refer to it by track id.
 
 use mp4_atom::{
-    esds, Audio, Avc1, Avcc, Codec, Dinf, Dref, Esds, Ftyp, Hdlr, Mdhd, Mdia, Minf, Moov, Mp4a,
-    Mvex, Mvhd, Smhd, Stbl, Stco, Stsd, Tkhd, Trak, Trex, Url, Visual, Vmhd,
+    esds, Audio, Avc1, Avcc, Codec, Dinf, Dref, Esds, Ftyp, Hdlr, Hvc1, HvcCArray, Hvcc, Mdhd,
+    Mdia, Minf, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsd, Tkhd, Trak, Trex, Url, Visual,
+    Vmhd,
 };
 
 use super::{Fmp4Error, AUDIO_TRACK_ID, VIDEO_TIMESCALE, VIDEO_TRACK_ID};
-use crate::media::{AudioConfig, StreamInfo, VideoConfig};
+use crate::media::{AudioConfig, StreamInfo, VideoCodec, VideoConfig};
 
 /// Serialises `ftyp` + `moov` for the tracks present in `info`.
 pub(super) fn build(info: &StreamInfo) -> Result<Vec<u8>, Fmp4Error> {
@@ -15,7 +16,11 @@ pub(super) fn build(info: &StreamInfo) -> Result<Vec<u8>, Fmp4Error> {
         return Err(Fmp4Error::NoTracks);
     }
     let mut brands = vec![b"iso6".into(), b"cmfc".into(), b"mp41".into()];
-    if info.video.is_some() {
+    if info
+        .video
+        .as_ref()
+        .is_some_and(|v| matches!(v.codec, VideoCodec::H264 { .. }))
+    {
         brands.push(b"avc1".into());
     }
     let ftyp = Ftyp {
@@ -89,35 +94,32 @@ fn video_trak(video: &VideoConfig) -> Result<Trak, Fmp4Error> {
     };
     let width = u16::try_from(video.width).map_err(|_| too_large())?;
     let height = u16::try_from(video.height).map_err(|_| too_large())?;
-    // Keep the record exactly as the encoder sent it when it parses (it may carry the
-    // high-profile extension); otherwise rebuild it from the parsed parameter sets.
-    let avcc = match <Avcc as mp4_atom::Atom>::decode_body(&mut video.avcc.as_ref()) {
-        Ok(avcc) => avcc,
-        Err(_) => Avcc {
-            configuration_version: 1,
-            avc_profile_indication: video.profile_idc,
-            profile_compatibility: video.constraint_flags,
-            avc_level_indication: video.level_idc,
-            length_size: video.nal_length_size,
-            sequence_parameter_sets: video.sps.iter().map(|s| s.to_vec()).collect(),
-            picture_parameter_sets: video.pps.iter().map(|p| p.to_vec()).collect(),
-            ext: None,
-        },
+    let visual = Visual {
+        data_reference_index: 1,
+        width,
+        height,
+        ..Default::default()
     };
-    let avc1 = Avc1 {
-        visual: Visual {
-            data_reference_index: 1,
-            width,
-            height,
+    let entry: Codec = match video.codec {
+        VideoCodec::H264 { .. } => Avc1 {
+            visual,
+            avcc: avcc(video),
+            btrt: None,
+            colr: None,
+            pasp: None,
+            taic: None,
+            fiel: None,
+            spatial: None,
+        }
+        .into(),
+        // `hvc1`, not `hev1`: every parameter set is in the `hvcC` (Apple's players require
+        // `hvc1` for HLS).
+        VideoCodec::H265 { .. } => Hvc1 {
+            visual,
+            hvcc: hvcc(video),
             ..Default::default()
-        },
-        avcc,
-        btrt: None,
-        colr: None,
-        pasp: None,
-        taic: None,
-        fiel: None,
-        spatial: None,
+        }
+        .into(),
     };
     Ok(Trak {
         tkhd: Tkhd {
@@ -141,12 +143,74 @@ fn video_trak(video: &VideoConfig) -> Result<Trak, Fmp4Error> {
             minf: Minf {
                 vmhd: Some(Vmhd::default()),
                 dinf: dinf(),
-                stbl: stbl(avc1.into()),
+                stbl: stbl(entry),
                 ..Default::default()
             },
         },
         ..Default::default()
     })
+}
+
+/// The `avcC`: the record exactly as the encoder sent it when it parses (it may carry the
+/// high-profile extension); otherwise rebuilt from the parsed parameter sets.
+fn avcc(video: &VideoConfig) -> Avcc {
+    if let Ok(avcc) = <Avcc as mp4_atom::Atom>::decode_body(&mut video.record.as_ref()) {
+        return avcc;
+    }
+    let (profile, compatibility, level) = match video.codec {
+        VideoCodec::H264 {
+            profile_idc,
+            constraint_flags,
+            level_idc,
+        } => (profile_idc, constraint_flags, level_idc),
+        VideoCodec::H265 { .. } => (0, 0, 0),
+    };
+    Avcc {
+        configuration_version: 1,
+        avc_profile_indication: profile,
+        profile_compatibility: compatibility,
+        avc_level_indication: level,
+        length_size: video.nal_length_size,
+        sequence_parameter_sets: video.sps.iter().map(|s| s.to_vec()).collect(),
+        picture_parameter_sets: video.pps.iter().map(|p| p.to_vec()).collect(),
+        ext: None,
+    }
+}
+
+/// The `hvcC`: the record as the encoder (or retina) sent it when it parses, SEI arrays
+/// included; otherwise rebuilt from the declared profile and the parsed parameter sets.
+fn hvcc(video: &VideoConfig) -> Hvcc {
+    if let Ok(hvcc) = <Hvcc as mp4_atom::Atom>::decode_body(&mut video.record.as_ref()) {
+        return hvcc;
+    }
+    let mut hvcc = Hvcc::new();
+    if let VideoCodec::H265 {
+        profile_space,
+        high_tier,
+        profile_idc,
+        compatibility_flags,
+        constraint_flags,
+        level_idc,
+    } = video.codec
+    {
+        hvcc.general_profile_space = profile_space;
+        hvcc.general_tier_flag = high_tier;
+        hvcc.general_profile_idc = profile_idc;
+        hvcc.general_profile_compatibility_flags = compatibility_flags.to_be_bytes();
+        hvcc.general_constraint_indicator_flags = constraint_flags;
+        hvcc.general_level_idc = level_idc;
+    }
+    hvcc.chroma_format_idc = 1;
+    hvcc.length_size_minus_one = video.nal_length_size.saturating_sub(1);
+    hvcc.arrays = [(32, &video.vps), (33, &video.sps), (34, &video.pps)]
+        .into_iter()
+        .map(|(nal_unit_type, sets)| HvcCArray {
+            completeness: true,
+            nal_unit_type,
+            nalus: sets.iter().map(|s| s.to_vec()).collect(),
+        })
+        .collect();
+    hvcc
 }
 
 fn audio_trak(audio: &AudioConfig) -> Trak {

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use crate::media::{Frame, StreamInfo};
+use crate::media::{Frame, StreamInfo, VideoCodec, VideoConfig};
 use crate::rtmp::demux::{Demuxer, Output};
 
 /// One demuxed session.
@@ -94,5 +94,30 @@ pub fn demux_flv(data: &[u8]) -> Clip {
     Clip {
         info: info.unwrap_or_else(|| panic!("test clip has no configuration")),
         frames,
+    }
+}
+
+/// A 640x360 H.264 High profile configuration with a minimal SPS and PPS, for tests that need
+/// a configuration but no decodable media.
+pub fn video_config() -> VideoConfig {
+    let sps = Bytes::from_static(&[0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9]);
+    let pps = Bytes::from_static(&[0x68, 0xeb, 0xe3]);
+    let mut avcc = vec![1, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0, sps.len() as u8];
+    avcc.extend_from_slice(&sps);
+    avcc.extend_from_slice(&[1, 0, pps.len() as u8]);
+    avcc.extend_from_slice(&pps);
+    VideoConfig {
+        codec: VideoCodec::H264 {
+            profile_idc: 0x64,
+            constraint_flags: 0,
+            level_idc: 0x1f,
+        },
+        record: Bytes::from(avcc),
+        vps: Vec::new(),
+        sps: vec![sps],
+        pps: vec![pps],
+        nal_length_size: 4,
+        width: 640,
+        height: 360,
     }
 }

@@ -5,29 +5,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mp4_atom::{Decode, Ftyp, Moof, Moov};
 
-use super::test_media::clip;
+use super::test_media::{clip, video_config};
 use super::*;
-use crate::media::{AudioConfig, Frame, StreamInfo, Track, VideoConfig};
-
-fn video_config() -> VideoConfig {
-    let sps = Bytes::from_static(&[0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9]);
-    let pps = Bytes::from_static(&[0x68, 0xeb, 0xe3]);
-    let mut avcc = vec![1, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0, sps.len() as u8];
-    avcc.extend_from_slice(&sps);
-    avcc.extend_from_slice(&[1, 0, pps.len() as u8]);
-    avcc.extend_from_slice(&pps);
-    VideoConfig {
-        avcc: Bytes::from(avcc),
-        sps: vec![sps],
-        pps: vec![pps],
-        nal_length_size: 4,
-        profile_idc: 0x64,
-        constraint_flags: 0,
-        level_idc: 0x1f,
-        width: 640,
-        height: 360,
-    }
-}
+use crate::media::{AudioConfig, Frame, StreamInfo, Track};
 
 fn audio_config() -> AudioConfig {
     AudioConfig {

@@ -1,27 +1,32 @@
-//! H.264 decoding of the sampled access units (libavcodec through `ffmpeg-next`), on the
-//! extractor's blocking thread.
+//! H.264 and H.265 decoding of the sampled access units (libavcodec's `h264` and `hevc`
+//! decoders through `ffmpeg-next`), on the extractor's blocking thread.
 //!
-//! Packets are handed to libavcodec as Annex B with the parameter sets in front of every
-//! keyframe, so the decoder needs no extradata and each keyframe decodes on its own.
+//! Packets are handed to libavcodec as Annex B with the parameter sets (VPS, SPS, PPS) in
+//! front of every keyframe, so the decoder needs no extradata and each keyframe decodes on
+//! its own.
 
 use ffmpeg_next as ff;
 
-use crate::media::{Frame, VideoConfig};
+use crate::media::{Frame, VideoCodec, VideoConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("libavcodec has no H.264 decoder")]
-    NoDecoder,
-    #[error("opening the H.264 decoder: {0}")]
-    Open(ff::Error),
+    #[error("libavcodec has no {0} decoder")]
+    NoDecoder(&'static str),
+    #[error("opening the {codec} decoder: {source}")]
+    Open {
+        codec: &'static str,
+        source: ff::Error,
+    },
     #[error("access unit at dts {dts} ms is malformed: {what}")]
     Malformed { dts: i64, what: &'static str },
     #[error("decoding the access unit at dts {dts} ms: {source}")]
     Decode { dts: i64, source: ff::Error },
 }
 
-/// Converts one AVCC access unit (length-prefixed NAL units) to Annex B (start codes), with
-/// the configuration's SPS and PPS in front when `with_parameter_sets`.
+/// Converts one access unit of length-prefixed NAL units to Annex B (start codes), with the
+/// configuration's parameter sets (VPS for H.265, SPS, PPS) in front when
+/// `with_parameter_sets`.
 pub fn to_annex_b(
     config: &VideoConfig,
     data: &[u8],
@@ -29,18 +34,13 @@ pub fn to_annex_b(
 ) -> Result<Vec<u8>, &'static str> {
     const START: [u8; 4] = [0, 0, 0, 1];
     let extra: usize = if with_parameter_sets {
-        config
-            .sps
-            .iter()
-            .chain(config.pps.iter())
-            .map(|n| n.len() + 4)
-            .sum()
+        parameter_sets(config).map(|n| n.len() + 4).sum()
     } else {
         0
     };
     let mut out = Vec::with_capacity(data.len() + extra + 16);
     if with_parameter_sets {
-        for nal in config.sps.iter().chain(config.pps.iter()) {
+        for nal in parameter_sets(config) {
             out.extend_from_slice(&START);
             out.extend_from_slice(nal);
         }
@@ -68,13 +68,21 @@ pub fn to_annex_b(
     Ok(out)
 }
 
+fn parameter_sets(config: &VideoConfig) -> impl Iterator<Item = &bytes::Bytes> {
+    config
+        .vps
+        .iter()
+        .chain(config.sps.iter())
+        .chain(config.pps.iter())
+}
+
 /// A decoded picture and the PTS it was presented at.
 pub struct Picture {
     pub frame: ff::frame::Video,
     pub pts: i64,
 }
 
-/// One camera's H.264 decoder.
+/// One camera's video decoder.
 pub struct Decoder {
     decoder: ff::decoder::Video,
     config: VideoConfig,
@@ -84,9 +92,16 @@ impl Decoder {
     /// Opens a decoder for `config`. Single-threaded: cameras already run in parallel, and
     /// frame threading would delay every picture by a frame per thread.
     pub fn new(config: &VideoConfig) -> Result<Self, DecodeError> {
-        let codec = ff::decoder::find(ff::codec::Id::H264).ok_or(DecodeError::NoDecoder)?;
+        let (id, name) = match config.codec {
+            VideoCodec::H264 { .. } => (ff::codec::Id::H264, "H.264"),
+            VideoCodec::H265 { .. } => (ff::codec::Id::HEVC, "H.265"),
+        };
+        let codec = ff::decoder::find(id).ok_or(DecodeError::NoDecoder(name))?;
         let ctx = ff::codec::context::Context::new_with_codec(codec);
-        let decoder = ctx.decoder().video().map_err(DecodeError::Open)?;
+        let decoder = ctx.decoder().video().map_err(|source| DecodeError::Open {
+            codec: name,
+            source,
+        })?;
         Ok(Self {
             decoder,
             config: config.clone(),
@@ -177,13 +192,16 @@ mod tests {
 
     fn config() -> VideoConfig {
         VideoConfig {
-            avcc: Bytes::new(),
+            codec: VideoCodec::H264 {
+                profile_idc: 100,
+                constraint_flags: 0,
+                level_idc: 40,
+            },
+            record: Bytes::new(),
+            vps: Vec::new(),
             sps: vec![Bytes::from_static(&[0x67, 1, 2])],
             pps: vec![Bytes::from_static(&[0x68, 3])],
             nal_length_size: 4,
-            profile_idc: 100,
-            constraint_flags: 0,
-            level_idc: 40,
             width: 16,
             height: 16,
         }

@@ -8,28 +8,13 @@ use proptest::prelude::*;
 
 use super::packager::{Packager, PackagerConfig, Published};
 use super::playlist;
-use crate::media::{AudioConfig, Frame, StreamInfo, Track, VideoConfig};
+use crate::fmp4::test_media::video_config;
+use crate::media::{AudioConfig, Frame, StreamInfo, Track};
 
 fn info(version: u64, audio: bool) -> Arc<StreamInfo> {
-    let sps = Bytes::from_static(&[0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9]);
-    let pps = Bytes::from_static(&[0x68, 0xeb, 0xe3]);
-    let mut avcc = vec![1, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0, 6];
-    avcc.extend_from_slice(&sps);
-    avcc.extend_from_slice(&[1, 0, 3]);
-    avcc.extend_from_slice(&pps);
     Arc::new(StreamInfo {
         version,
-        video: Some(VideoConfig {
-            avcc: Bytes::from(avcc),
-            sps: vec![sps],
-            pps: vec![pps],
-            nal_length_size: 4,
-            profile_idc: 0x64,
-            constraint_flags: 0,
-            level_idc: 0x1f,
-            width: 640,
-            height: 360,
-        }),
+        video: Some(video_config()),
         audio: audio.then(|| AudioConfig {
             asc: Bytes::from_static(&[0x12, 0x10]),
             object_type: 2,

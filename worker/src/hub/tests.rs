@@ -1,5 +1,5 @@
 use super::*;
-use crate::media::{AudioConfig, VideoConfig};
+use crate::media::{AudioConfig, VideoCodec, VideoConfig};
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 
@@ -9,13 +9,16 @@ fn peer() -> SocketAddr {
 
 fn video() -> VideoConfig {
     VideoConfig {
-        avcc: Bytes::from_static(&[1]),
+        codec: VideoCodec::H264 {
+            profile_idc: 66,
+            constraint_flags: 0,
+            level_idc: 30,
+        },
+        record: Bytes::from_static(&[1]),
+        vps: Vec::new(),
         sps: vec![],
         pps: vec![],
         nal_length_size: 4,
-        profile_idc: 66,
-        constraint_flags: 0,
-        level_idc: 30,
         width: 320,
         height: 240,
     }

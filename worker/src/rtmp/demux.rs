@@ -5,10 +5,11 @@
 
 use bytes::Bytes;
 
-use super::flv::{self, AudioTag, FlvError, VideoTag};
+use super::flv::{self, AudioTag, FlvError, VideoFormat, VideoTag};
 use super::h264::{self, H264Error};
+use super::h265::{self, H265Error};
 use super::timeline::{Mapped, Timeline};
-use crate::media::{AudioConfig, Frame, Millis, Track, VideoConfig};
+use crate::media::{AudioConfig, Frame, Millis, Track, VideoCodec, VideoConfig};
 
 /// What one message produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,11 @@ pub enum Output {
         track: Track,
         what: String,
     },
+    /// The publisher sent something well-formed Kamera has no use for (e.g. enhanced RTMP
+    /// colour metadata); the stream goes on. Reported once per session and kind.
+    Skipped {
+        what: &'static str,
+    },
     /// A timestamp jump was smoothed over.
     Discontinuity {
         track: Track,
@@ -36,6 +42,8 @@ pub enum DemuxError {
     Flv(#[from] FlvError),
     #[error("invalid AVC sequence header: {0}")]
     AvcConfig(#[from] H264Error),
+    #[error("invalid HEVC sequence header: {0}")]
+    HevcConfig(#[from] H265Error),
 }
 
 #[derive(Debug, Default)]
@@ -46,29 +54,47 @@ pub struct Demuxer {
     /// What was last announced with `Output::Config`.
     announced: Option<(Option<VideoConfig>, Option<AudioConfig>)>,
     reported: [bool; 2],
+    /// What `Output::Skipped` already reported this session.
+    skipped: Vec<&'static str>,
 }
 
 impl Demuxer {
     /// Handles one video message with its RTMP timestamp.
     pub fn video(&mut self, data: &Bytes, timestamp: u32) -> Result<Vec<Output>, DemuxError> {
         match flv::parse_video(data)? {
-            VideoTag::AvcSequenceHeader(record) => {
-                self.video = Some(h264::parse_avcc(record)?);
+            VideoTag::SequenceHeader { format, record } => {
+                self.video = Some(match format {
+                    VideoFormat::Avc => h264::parse_avcc(record)?,
+                    VideoFormat::Hevc => h265::parse_hvcc(record)?,
+                });
                 Ok(Vec::new())
             }
-            VideoTag::AvcFrame {
+            VideoTag::Frame {
+                format,
                 keyframe,
                 composition_time,
                 data,
             } => {
-                if self.video.is_none() || data.is_empty() {
-                    // Nothing can decode a picture before its sequence header.
-                    return Ok(Vec::new());
-                }
+                let keyframe = match (&self.video, format) {
+                    // Nothing can decode a picture before its sequence header, or a picture of
+                    // another codec than the header's.
+                    (None, _) => return Ok(Vec::new()),
+                    _ if data.is_empty() => return Ok(Vec::new()),
+                    (Some(v), VideoFormat::Avc) if matches!(v.codec, VideoCodec::H264 { .. }) => {
+                        keyframe
+                    }
+                    // The pictures themselves say where decoding can start (an IRAP NAL unit),
+                    // whatever the tag's frame type claims.
+                    (Some(v), VideoFormat::Hevc) if matches!(v.codec, VideoCodec::H265 { .. }) => {
+                        h265::is_irap(&data, v.nal_length_size)
+                    }
+                    _ => return Ok(Vec::new()),
+                };
                 let mapped = self.timeline.map(Track::Video, timestamp);
                 Ok(self.emit(Track::Video, mapped, composition_time, keyframe, data))
             }
             VideoTag::Ignored => Ok(Vec::new()),
+            VideoTag::Skipped(what) => Ok(self.skipped(what)),
             VideoTag::Unsupported(what) => Ok(self.unsupported(Track::Video, what)),
         }
     }
@@ -161,6 +187,15 @@ impl Demuxer {
             video: current.0,
             audio: current.1,
         }]
+    }
+
+    /// Reports something well-formed but unused, once per session and kind.
+    fn skipped(&mut self, what: &'static str) -> Vec<Output> {
+        if self.skipped.contains(&what) {
+            return Vec::new();
+        }
+        self.skipped.push(what);
+        vec![Output::Skipped { what }]
     }
 
     /// Reports a codec Kamera does not accept, once per session and track.
@@ -311,6 +346,50 @@ mod tests {
             }]
         ));
         assert!(d.video(&tag, 40).expect("ok").is_empty());
+    }
+
+    #[test]
+    fn enhanced_rtmp_hevc_is_configured_and_irap_pictures_are_keyframes() {
+        use crate::rtmp::h265::tests::{hvcc_record, PPS_1080P, SPS_1080P, VPS_1080P};
+        let mut d = Demuxer::default();
+        let mut start = vec![0x90, b'h', b'v', b'c', b'1'];
+        start.extend_from_slice(&hvcc_record(VPS_1080P, SPS_1080P, PPS_1080P));
+        assert!(d.video(&Bytes::from(start), 0).expect("header").is_empty());
+        // Metadata (colour info) is reported once and changes nothing.
+        let meta = Bytes::from_static(&[0xd4, b'h', b'v', b'c', b'1', 2, 0, 9]);
+        assert!(matches!(
+            &d.video(&meta, 0).expect("ok")[..],
+            [Output::Skipped { .. }]
+        ));
+        assert!(d.video(&meta, 0).expect("ok").is_empty());
+        // A CRA picture (NAL type 21) in a tag flagged inter is a keyframe; a TRAIL_R picture
+        // (type 1) flagged key is not.
+        let cra =
+            Bytes::from_static(&[0xa1, b'h', b'v', b'c', b'1', 0, 0, 0x50, 0, 0, 0, 2, 42, 1]);
+        let out = d.video(&cra, 1000).expect("frame");
+        let Output::Config { video: Some(v), .. } = &out[0] else {
+            panic!("expected the configuration first: {out:?}");
+        };
+        assert_eq!((v.codec.name(), v.width, v.height), ("h265", 1920, 1080));
+        let f = frames(&out)[0];
+        assert_eq!((f.dts, f.pts, f.keyframe), (1000, 1080, true));
+        let trail = Bytes::from_static(&[0x93, b'h', b'v', b'c', b'1', 0, 0, 0, 2, 2, 1]);
+        assert!(!frames(&d.video(&trail, 1200).expect("frame"))[0].keyframe);
+        // An H.264 picture cannot follow an H.265 sequence header.
+        assert!(d.video(&picture(true, 0), 1400).expect("ok").is_empty());
+    }
+
+    #[test]
+    fn av1_and_vp9_are_refused_once_per_session() {
+        let mut d = Demuxer::default();
+        let av1 = Bytes::from_static(&[0x90, b'a', b'v', b'0', b'1', 0x81]);
+        assert!(matches!(
+            &d.video(&av1, 0).expect("ok")[..],
+            [Output::Unsupported { track: Track::Video, what }] if what.contains("AV1")
+        ));
+        let vp9 = Bytes::from_static(&[0x91, b'v', b'p', b'0', b'9', 0]);
+        assert!(d.video(&av1, 40).expect("ok").is_empty());
+        assert!(d.video(&vp9, 80).expect("ok").is_empty());
     }
 
     #[test]

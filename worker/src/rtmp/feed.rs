@@ -14,7 +14,7 @@ pub fn deliver(outputs: Vec<Output>, camera: &str, publisher: &Publisher, m: &In
         match out {
             Output::Config { video, audio } => {
                 if let Some(v) = &video {
-                    info!(%camera, codec = %v.codec_string(), width = v.width, height = v.height, "video configuration");
+                    info!(%camera, codec = v.codec.name(), codec_string = %v.codec_string(), width = v.width, height = v.height, "video configuration");
                 }
                 if let Some(a) = &audio {
                     info!(%camera, codec = %a.codec_string(), sample_rate = a.sample_rate, channels = a.channels, "audio configuration");
@@ -33,6 +33,9 @@ pub fn deliver(outputs: Vec<Output>, camera: &str, publisher: &Publisher, m: &In
                     .with_label_values(&[camera, track.as_str()])
                     .inc();
                 publisher.report_unsupported(track, &what);
+            }
+            Output::Skipped { what } => {
+                info!(%camera, %what, "ignored (not needed); reported once per session");
             }
             Output::Discontinuity { track } => {
                 info!(%camera, track = track.as_str(), "timestamp discontinuity smoothed");

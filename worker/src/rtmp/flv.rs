@@ -5,13 +5,25 @@ use bytes::Bytes;
 
 use crate::media::AudioConfig;
 
+/// The video codecs Kamera takes over RTMP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoFormat {
+    /// H.264: legacy FLV codec id 7, or enhanced RTMP FourCC `avc1`.
+    Avc,
+    /// H.265: enhanced RTMP FourCC `hvc1` (OBS 30+, FFmpeg 6.1+).
+    Hevc,
+}
+
 /// A parsed video message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VideoTag {
-    /// AVC sequence header: an AVCDecoderConfigurationRecord.
-    AvcSequenceHeader(Bytes),
-    /// One coded picture: AVCC length-prefixed NAL units.
-    AvcFrame {
+    /// Sequence header: an AVCDecoderConfigurationRecord (H.264) or an
+    /// HEVCDecoderConfigurationRecord (H.265).
+    SequenceHeader { format: VideoFormat, record: Bytes },
+    /// One coded picture: NAL units with length prefixes.
+    Frame {
+        format: VideoFormat,
+        /// The publisher flagged it a keyframe.
         keyframe: bool,
         /// Composition time offset (PTS − DTS) in milliseconds.
         composition_time: i32,
@@ -19,7 +31,10 @@ pub enum VideoTag {
     },
     /// End of sequence, or a video info/command frame: nothing to decode.
     Ignored,
-    /// A codec Kamera does not accept (yet).
+    /// Well-formed, but nothing Kamera uses (enhanced RTMP metadata such as colour info, an
+    /// MPEG-2 TS sequence start): the stream goes on; reported once per session.
+    Skipped(&'static str),
+    /// A codec Kamera does not accept.
     Unsupported(String),
 }
 
@@ -41,6 +56,8 @@ pub enum FlvError {
     Truncated(&'static str, usize),
     #[error("unknown AVC packet type {0}")]
     AvcPacketType(u8),
+    #[error("unknown enhanced RTMP video packet type {0}")]
+    ExPacketType(u8),
     #[error("unknown AAC packet type {0}")]
     AacPacketType(u8),
     #[error("invalid AudioSpecificConfig: {0}")]
@@ -52,24 +69,27 @@ const FRAME_TYPE_INFO: u8 = 5;
 const CODEC_AVC: u8 = 7;
 const SOUND_FORMAT_AAC: u8 = 10;
 
+/// Enhanced RTMP video packet types (the low four bits of the first byte when bit 7 is set).
+const EX_SEQUENCE_START: u8 = 0;
+const EX_CODED_FRAMES: u8 = 1;
+const EX_SEQUENCE_END: u8 = 2;
+const EX_CODED_FRAMES_X: u8 = 3;
+const EX_METADATA: u8 = 4;
+const EX_MPEG2TS_SEQUENCE_START: u8 = 5;
+const EX_MULTITRACK: u8 = 6;
+const EX_MOD_EX: u8 = 7;
+
 /// Parses the body of an RTMP video message.
 pub fn parse_video(data: &Bytes) -> Result<VideoTag, FlvError> {
     let first = *data.first().ok_or(FlvError::Empty("video"))?;
     if first & 0x80 != 0 {
-        // Enhanced RTMP: the codec is a FourCC after the header byte.
-        let fourcc = data
-            .get(1..5)
-            .map(|f| String::from_utf8_lossy(f).into_owned())
-            .unwrap_or_else(|| "?".into());
-        return Ok(VideoTag::Unsupported(format!(
-            "enhanced RTMP video codec {fourcc:?} (only H.264 is supported)"
-        )));
+        return parse_enhanced_video(data);
     }
     let frame_type = first >> 4;
     let codec = first & 0x0f;
     if codec != CODEC_AVC {
         return Ok(VideoTag::Unsupported(format!(
-            "FLV video codec {codec} ({}); only H.264 (7) is supported",
+            "FLV video codec {codec} ({}); Kamera takes H.264 (7), and H.265 through enhanced RTMP",
             video_codec_name(codec)
         )));
     }
@@ -83,14 +103,103 @@ pub fn parse_video(data: &Bytes) -> Result<VideoTag, FlvError> {
     // Sign-extend the 24-bit composition time.
     let composition_time = (cts << 8) >> 8;
     match data[1] {
-        0 => Ok(VideoTag::AvcSequenceHeader(data.slice(5..))),
-        1 => Ok(VideoTag::AvcFrame {
+        0 => Ok(VideoTag::SequenceHeader {
+            format: VideoFormat::Avc,
+            record: data.slice(5..),
+        }),
+        1 => Ok(VideoTag::Frame {
+            format: VideoFormat::Avc,
             keyframe: frame_type == FRAME_TYPE_KEY,
             composition_time,
             data: data.slice(5..),
         }),
         2 => Ok(VideoTag::Ignored),
         other => Err(FlvError::AvcPacketType(other)),
+    }
+}
+
+/// Parses an enhanced RTMP video message (the "Enhanced RTMP" specification, v1 and v2):
+/// `IsExHeader | FrameType (3 bits) | PacketType (4 bits)`, modifier extensions (v2), then a
+/// FourCC and the packet's body.
+fn parse_enhanced_video(data: &Bytes) -> Result<VideoTag, FlvError> {
+    let truncated = || FlvError::Truncated("enhanced RTMP video", data.len());
+    let byte = |i: usize| data.get(i).copied().ok_or_else(truncated);
+    let frame_type = (data[0] >> 4) & 0x07;
+    let mut packet_type = data[0] & 0x0f;
+    let mut pos = 1usize;
+    // ModEx (v2): size-prefixed modifiers (e.g. a nanosecond timestamp offset, which
+    // millisecond media time does not need), each followed by the real packet type. Every
+    // round consumes at least two bytes, so the loop ends with the data.
+    while packet_type == EX_MOD_EX {
+        let mut size = usize::from(byte(pos)?) + 1;
+        pos += 1;
+        if size == 256 {
+            size = usize::from(u16::from_be_bytes([byte(pos)?, byte(pos + 1)?])) + 1;
+            pos += 2;
+        }
+        pos += size;
+        packet_type = byte(pos)? & 0x0f;
+        pos += 1;
+    }
+    if frame_type == FRAME_TYPE_INFO && packet_type != EX_METADATA {
+        // A video command (one byte, e.g. seek start/end) and no FourCC.
+        return Ok(VideoTag::Ignored);
+    }
+    if packet_type == EX_MULTITRACK {
+        return Ok(VideoTag::Unsupported(
+            "enhanced RTMP multitrack video (one video track per stream is supported)".into(),
+        ));
+    }
+    let fourcc = data.get(pos..pos + 4).ok_or_else(truncated)?;
+    pos += 4;
+    let format = match fourcc {
+        b"hvc1" => VideoFormat::Hevc,
+        b"avc1" => VideoFormat::Avc,
+        other => {
+            return Ok(VideoTag::Unsupported(format!(
+                "enhanced RTMP video codec {:?} ({}); Kamera takes H.264 (avc1) and H.265 (hvc1)",
+                String::from_utf8_lossy(other),
+                fourcc_name(other)
+            )))
+        }
+    };
+    match packet_type {
+        EX_SEQUENCE_START => Ok(VideoTag::SequenceHeader {
+            format,
+            record: data.slice(pos..),
+        }),
+        EX_CODED_FRAMES | EX_CODED_FRAMES_X => {
+            let composition_time = if packet_type == EX_CODED_FRAMES {
+                let cts = i32::from_be_bytes([0, byte(pos)?, byte(pos + 1)?, byte(pos + 2)?]);
+                pos += 3;
+                (cts << 8) >> 8
+            } else {
+                0
+            };
+            Ok(VideoTag::Frame {
+                format,
+                keyframe: frame_type == FRAME_TYPE_KEY,
+                composition_time,
+                data: data.slice(pos..),
+            })
+        }
+        EX_SEQUENCE_END => Ok(VideoTag::Ignored),
+        EX_METADATA => Ok(VideoTag::Skipped("enhanced RTMP video metadata")),
+        EX_MPEG2TS_SEQUENCE_START => {
+            Ok(VideoTag::Skipped("enhanced RTMP MPEG-2 TS sequence start"))
+        }
+        other => Err(FlvError::ExPacketType(other)),
+    }
+}
+
+fn fourcc_name(fourcc: &[u8]) -> &'static str {
+    match fourcc {
+        b"av01" => "AV1",
+        b"vp09" => "VP9",
+        b"vp08" => "VP8",
+        b"hev1" => "H.265 with in-band parameter sets",
+        b"vvc1" => "H.266",
+        _ => "unknown",
     }
 }
 
@@ -191,9 +300,10 @@ mod tests {
         let tag = Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]);
         assert_eq!(
             parse_video(&tag),
-            Ok(VideoTag::AvcSequenceHeader(Bytes::from_static(&[
-                1, 0x64, 0, 0x1f
-            ])))
+            Ok(VideoTag::SequenceHeader {
+                format: VideoFormat::Avc,
+                record: Bytes::from_static(&[1, 0x64, 0, 0x1f])
+            })
         );
     }
 
@@ -202,7 +312,8 @@ mod tests {
         let key = Bytes::from_static(&[0x17, 1, 0, 0, 0x50, 0, 0, 0, 1, 0x65]);
         assert_eq!(
             parse_video(&key),
-            Ok(VideoTag::AvcFrame {
+            Ok(VideoTag::Frame {
+                format: VideoFormat::Avc,
                 keyframe: true,
                 composition_time: 80,
                 data: Bytes::from_static(&[0, 0, 0, 1, 0x65])
@@ -211,7 +322,7 @@ mod tests {
         let inter = Bytes::from_static(&[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]);
         assert!(matches!(
             parse_video(&inter),
-            Ok(VideoTag::AvcFrame {
+            Ok(VideoTag::Frame {
                 keyframe: false,
                 ..
             })
@@ -222,7 +333,7 @@ mod tests {
     fn negative_composition_time_is_sign_extended() {
         let tag = Bytes::from_static(&[0x27, 1, 0xff, 0xff, 0xd8, 0, 0, 0, 1, 0x41]);
         match parse_video(&tag) {
-            Ok(VideoTag::AvcFrame {
+            Ok(VideoTag::Frame {
                 composition_time, ..
             }) => assert_eq!(composition_time, -40),
             other => panic!("unexpected {other:?}"),
@@ -235,8 +346,12 @@ mod tests {
         assert!(
             matches!(parse_video(&sorenson), Ok(VideoTag::Unsupported(m)) if m.contains("Sorenson"))
         );
-        let hevc = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1']);
-        assert!(matches!(parse_video(&hevc), Ok(VideoTag::Unsupported(m)) if m.contains("hvc1")));
+        let av1 = Bytes::from_static(&[0x90, b'a', b'v', b'0', b'1', 1]);
+        assert!(
+            matches!(parse_video(&av1), Ok(VideoTag::Unsupported(m)) if m.contains("av01") && m.contains("AV1"))
+        );
+        let vp9 = Bytes::from_static(&[0x91, b'v', b'p', b'0', b'9', 0]);
+        assert!(matches!(parse_video(&vp9), Ok(VideoTag::Unsupported(m)) if m.contains("VP9")));
         let mp3 = Bytes::from_static(&[0x2f, 0xff]);
         assert!(matches!(parse_audio(&mp3), Ok(AudioTag::Unsupported(m)) if m.contains("MP3")));
     }
@@ -270,5 +385,129 @@ mod tests {
         assert_eq!((cfg.sample_rate, cfg.channels), (48000, 1));
         assert!(parse_audio_specific_config(Bytes::from_static(&[0x12])).is_err());
         assert!(parse_audio_specific_config(Bytes::new()).is_err());
+    }
+
+    /// The first bytes of enhanced RTMP video tags FFmpeg 9.0.2's flv muxer wrote for libx265.
+    const FFMPEG_HVC1_SEQUENCE_START: &[u8] = &[0x90, b'h', b'v', b'c', b'1', 0x01, 0x01, 0x60];
+    const FFMPEG_HVC1_KEYFRAME: &[u8] = &[
+        0x91, b'h', b'v', b'c', b'1', 0x00, 0x01, 0x90, 0x00, 0x00, 0xfd, 0x54, 0x28, 0x01,
+    ];
+    const FFMPEG_HVC1_FRAME_X: &[u8] = &[
+        0xa3, b'h', b'v', b'c', b'1', 0x00, 0x00, 0x84, 0xf8, 0x00, 0x01, 0xe0,
+    ];
+    const FFMPEG_HVC1_COLOUR_INFO: &[u8] = &[
+        0xd4, b'h', b'v', b'c', b'1', 0x02, 0x00, 0x09, b'c', b'o', b'l', b'o', b'r',
+    ];
+
+    #[test]
+    fn enhanced_rtmp_hevc_tags_from_ffmpeg() {
+        let b = Bytes::from_static;
+        assert_eq!(
+            parse_video(&b(FFMPEG_HVC1_SEQUENCE_START)),
+            Ok(VideoTag::SequenceHeader {
+                format: VideoFormat::Hevc,
+                record: b(&[0x01, 0x01, 0x60])
+            })
+        );
+        assert_eq!(
+            parse_video(&b(FFMPEG_HVC1_KEYFRAME)),
+            Ok(VideoTag::Frame {
+                format: VideoFormat::Hevc,
+                keyframe: true,
+                composition_time: 400,
+                data: b(&[0x00, 0x00, 0xfd, 0x54, 0x28, 0x01]),
+            })
+        );
+        assert_eq!(
+            parse_video(&b(FFMPEG_HVC1_FRAME_X)),
+            Ok(VideoTag::Frame {
+                format: VideoFormat::Hevc,
+                keyframe: false,
+                composition_time: 0,
+                data: b(&[0x00, 0x00, 0x84, 0xf8, 0x00, 0x01, 0xe0]),
+            })
+        );
+        assert_eq!(
+            parse_video(&b(FFMPEG_HVC1_COLOUR_INFO)),
+            Ok(VideoTag::Skipped("enhanced RTMP video metadata"))
+        );
+    }
+
+    #[test]
+    fn enhanced_rtmp_avc_negative_cts_mod_ex_and_commands() {
+        let b = Bytes::from_static;
+        // avc1 through the enhanced path, composition time −40.
+        assert_eq!(
+            parse_video(&b(&[
+                0xa1, b'a', b'v', b'c', b'1', 0xff, 0xff, 0xd8, 0, 0, 0, 1, 0x41
+            ])),
+            Ok(VideoTag::Frame {
+                format: VideoFormat::Avc,
+                keyframe: false,
+                composition_time: -40,
+                data: b(&[0, 0, 0, 1, 0x41]),
+            })
+        );
+        // A ModEx timestamp offset (three bytes of nanoseconds), then CodedFramesX.
+        assert_eq!(
+            parse_video(&b(&[
+                0x97, 2, 0, 0x01, 0x2c, 0x03, b'h', b'v', b'c', b'1', 7
+            ])),
+            Ok(VideoTag::Frame {
+                format: VideoFormat::Hevc,
+                keyframe: true,
+                composition_time: 0,
+                data: b(&[7]),
+            })
+        );
+        // A command frame carries no FourCC; a sequence end is nothing to decode.
+        assert_eq!(parse_video(&b(&[0xd1, 0])), Ok(VideoTag::Ignored));
+        assert_eq!(
+            parse_video(&b(&[0x92, b'h', b'v', b'c', b'1'])),
+            Ok(VideoTag::Ignored)
+        );
+        assert_eq!(
+            parse_video(&b(&[0x95, b'h', b'v', b'c', b'1'])),
+            Ok(VideoTag::Skipped("enhanced RTMP MPEG-2 TS sequence start"))
+        );
+        assert!(
+            matches!(parse_video(&b(&[0x96, 0])), Ok(VideoTag::Unsupported(m)) if m.contains("multitrack"))
+        );
+        assert_eq!(
+            parse_video(&b(&[0x9f, b'h', b'v', b'c', b'1'])),
+            Err(FlvError::ExPacketType(15))
+        );
+        for truncated in [
+            &[0x90][..],
+            &[0x90, b'h', b'v'],
+            &[0x91, b'h', b'v', b'c', b'1', 0],
+            &[0x97],
+            &[0x97, 255],
+        ] {
+            assert!(
+                matches!(
+                    parse_video(&Bytes::copy_from_slice(truncated)),
+                    Err(FlvError::Truncated(..))
+                ),
+                "{truncated:02x?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn garbage_enhanced_tags_never_panic(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            first in 0x80u8..=0xff,
+            fourcc in proptest::prop_oneof![
+                proptest::strategy::Just(*b"hvc1"),
+                proptest::strategy::Just(*b"avc1"),
+                proptest::prelude::any::<[u8; 4]>()
+            ],
+        ) {
+            let tag = [&[first][..], &fourcc, &body].concat();
+            let _ = parse_video(&Bytes::from(tag));
+            let _ = parse_video(&Bytes::from([&[first][..], &body].concat()));
+        }
     }
 }

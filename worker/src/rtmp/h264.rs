@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 
-use crate::media::VideoConfig;
+use super::bits::{unescape, BitError, BitReader};
+use crate::media::{VideoCodec, VideoConfig};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum H264Error {
@@ -17,6 +18,15 @@ pub enum H264Error {
     SpsTruncated,
     #[error("SPS value out of range: {0}")]
     SpsInvalid(&'static str),
+}
+
+impl From<BitError> for H264Error {
+    fn from(e: BitError) -> Self {
+        match e {
+            BitError::Truncated => H264Error::SpsTruncated,
+            BitError::ExpGolombTooLong => H264Error::SpsInvalid("exp-golomb code too long"),
+        }
+    }
 }
 
 /// Parses an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.2.4.1).
@@ -49,13 +59,16 @@ pub fn parse_avcc(record: Bytes) -> Result<VideoConfig, H264Error> {
     let first = sps.first().ok_or(H264Error::NoSps)?;
     let info = parse_sps(first)?;
     Ok(VideoConfig {
-        avcc: record.clone(),
+        codec: VideoCodec::H264 {
+            profile_idc: info.profile_idc,
+            constraint_flags: info.constraint_flags,
+            level_idc: info.level_idc,
+        },
+        record: record.clone(),
+        vps: Vec::new(),
         sps,
         pps,
         nal_length_size,
-        profile_idc: info.profile_idc,
-        constraint_flags: info.constraint_flags,
-        level_idc: info.level_idc,
         width: info.width,
         height: info.height,
     })
@@ -184,7 +197,12 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, H264Error> {
 
 /// `units × unit_px − (crop[0] + crop[1]) × crop_unit` (ITU-T H.264 §7.4.2.1.1), or `None`
 /// when a step overflows or the cropping exceeds the picture.
-fn cropped_size(units: u32, unit_px: u32, crop: [u32; 2], crop_unit: u32) -> Option<u32> {
+pub(super) fn cropped_size(
+    units: u32,
+    unit_px: u32,
+    crop: [u32; 2],
+    crop_unit: u32,
+) -> Option<u32> {
     let full = units.checked_mul(unit_px)?;
     let cropped = crop[0].checked_add(crop[1])?.checked_mul(crop_unit)?;
     full.checked_sub(cropped)
@@ -203,66 +221,6 @@ fn skip_scaling_list(r: &mut BitReader, size: usize) -> Result<(), H264Error> {
         }
     }
     Ok(())
-}
-
-/// Removes emulation prevention bytes (00 00 03 → 00 00).
-fn unescape(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
-    let mut zeros = 0;
-    for &b in data {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        out.push(b);
-    }
-    out
-}
-
-struct BitReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0 }
-    }
-
-    fn bit(&mut self) -> Result<bool, H264Error> {
-        let byte = self.data.get(self.pos / 8).ok_or(H264Error::SpsTruncated)?;
-        let bit = (byte >> (7 - self.pos % 8)) & 1;
-        self.pos += 1;
-        Ok(bit == 1)
-    }
-
-    fn bits(&mut self, n: u32) -> Result<u32, H264Error> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            v = (v << 1) | u32::from(self.bit()?);
-        }
-        Ok(v)
-    }
-
-    /// Unsigned Exp-Golomb code.
-    fn ue(&mut self) -> Result<u32, H264Error> {
-        let mut zeros = 0;
-        while !self.bit()? {
-            zeros += 1;
-            if zeros > 31 {
-                return Err(H264Error::SpsInvalid("exp-golomb code too long"));
-            }
-        }
-        let rest = self.bits(zeros)?;
-        Ok(((1u64 << zeros) - 1 + u64::from(rest)).min(u64::from(u32::MAX)) as u32)
-    }
-
-    /// Signed Exp-Golomb code.
-    fn se(&mut self) -> Result<i64, H264Error> {
-        let k = i64::from(self.ue()?);
-        Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
-    }
 }
 
 #[cfg(test)]
@@ -465,10 +423,5 @@ pub(crate) mod tests {
                 prop_assert!((1..=MAX_DIMENSION).contains(&cfg.height));
             }
         }
-    }
-
-    #[test]
-    fn unescape_removes_emulation_prevention() {
-        assert_eq!(unescape(&[0, 0, 3, 1, 0, 0, 3]), vec![0, 0, 1, 0, 0]);
     }
 }

@@ -1,4 +1,4 @@
-//! One pulled camera's task: connect → `DESCRIBE` → `SETUP` (H.264 video, AAC audio when the
+//! One pulled camera's task: connect → `DESCRIBE` → `SETUP` (H.264 or H.265 video, AAC audio when the
 //! camera has it) → `PLAY`, then every frame through the shared demuxer into the camera's hub
 //! channel, exactly as an RTMP publisher's would go. Any failure ends the session; the task
 //! tries again after an exponential backoff with full jitter, and logs failures at most once
@@ -16,7 +16,7 @@ use retina::client::{
     Credentials as RtspCredentials, Demuxed, InitialTimestampPolicy, PlayOptions, Session,
     SessionOptions, SetupOptions, TeardownPolicy, Transport,
 };
-use retina::codec::{CodecItem, FrameFormat, ParametersRef};
+use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParameters, VideoParametersCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
@@ -26,11 +26,11 @@ use crate::config::PullTransport;
 use crate::drops::DropLog;
 use crate::frames::pool::backoff::Backoff;
 use crate::hub::{Hub, PublishError, Publisher};
-use crate::media::Track;
+use crate::media::{Track, VideoConfig};
 use crate::metrics::Metrics;
 use crate::rtmp::demux::Demuxer;
 use crate::rtmp::feed::deliver;
-use crate::rtmp::{flv, h264};
+use crate::rtmp::{flv, h264, h265};
 
 /// First backoff ceiling: a camera that dropped once is retried within this.
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
@@ -70,10 +70,12 @@ pub enum PullError {
     },
     #[error("the camera offers no video stream")]
     NoVideo,
-    #[error("video codec {0:?} is not supported: Kamera takes H.264 only (H.265 is not supported yet by its LL-HLS, recording and frame pipeline)")]
+    #[error("video codec {0:?} is not supported: Kamera takes H.264 and H.265")]
     UnsupportedVideo(String),
-    #[error("invalid video parameters: {0}")]
-    VideoConfig(#[from] h264::H264Error),
+    #[error("invalid H.264 parameters: {0}")]
+    H264Config(#[from] h264::H264Error),
+    #[error("invalid H.265 parameters: {0}")]
+    H265Config(#[from] h265::H265Error),
     #[error("no frame for {0:?}")]
     NoFrames(Duration),
     #[error("the camera ended the stream")]
@@ -97,7 +99,9 @@ impl PullError {
                 status: Some(_), ..
             }
             | PullError::Hub(_) => "refused",
-            PullError::Rtsp { .. } | PullError::VideoConfig(_) => "protocol",
+            PullError::Rtsp { .. } | PullError::H264Config(_) | PullError::H265Config(_) => {
+                "protocol"
+            }
             PullError::StepTimeout { .. } | PullError::NoFrames(_) => "timeout",
             PullError::NoVideo | PullError::UnsupportedVideo(_) => "unsupported_codec",
             PullError::Ended => "ended",
@@ -183,6 +187,8 @@ struct Puller<'a> {
 /// The streams of a session that Kamera takes.
 struct Chosen {
     video: usize,
+    /// The video is H.265 (else H.264).
+    h265: bool,
     audio: Option<usize>,
     /// A non-AAC audio codec that is left out.
     dropped_audio: Option<String>,
@@ -300,8 +306,7 @@ impl Puller<'_> {
         // Usually known from the session description already (`sprop-parameter-sets`).
         let mut video_configured = false;
         if let Some(ParametersRef::Video(params)) = demuxed.streams()[chosen.video].parameters() {
-            let avcc = Bytes::copy_from_slice(params.extra_data());
-            demuxer.configure_video(h264::parse_avcc(avcc)?);
+            demuxer.configure_video(video_config(params)?);
             video_configured = true;
         }
         let mut last_frame = tokio::time::Instant::now();
@@ -317,14 +322,17 @@ impl Puller<'_> {
                         if let Some(ParametersRef::Video(params)) =
                             demuxed.streams()[chosen.video].parameters()
                         {
-                            let avcc = Bytes::copy_from_slice(params.extra_data());
-                            demuxer.configure_video(h264::parse_avcc(avcc)?);
+                            demuxer.configure_video(video_config(params)?);
                             video_configured = true;
                         }
                     }
-                    let keyframe = frame.is_random_access_point();
+                    // retina counts only IDR pictures as random access points in H.265; a CRA
+                    // picture (what x265 and many cameras send at each GOP with open GOPs)
+                    // starts decoding as well, so Kamera looks for any IRAP, as for RTMP.
+                    let rap = frame.is_random_access_point();
                     let millis = to_millis(frame.timestamp());
                     let data = Bytes::from(frame.into_data());
+                    let keyframe = rap || (chosen.h265 && h265::is_irap(&data, 4));
                     count_bytes(m, camera, publisher, data.len());
                     demuxer.access_unit(Track::Video, millis, keyframe, data)
                 }
@@ -360,14 +368,25 @@ async fn peer(spec: &PullSpec) -> SocketAddr {
     }
 }
 
-/// Picks the first video stream (H.264 only) and the first audio stream (AAC only).
+/// The configuration of retina's video parameters: its `extra_data` is the decoder
+/// configuration record (`avcC` or `hvcC`, as `FrameFormat::MP4` asks), parsed like an RTMP
+/// sequence header.
+fn video_config(params: &VideoParameters) -> Result<VideoConfig, PullError> {
+    let record = Bytes::copy_from_slice(params.extra_data());
+    match params.codec_params() {
+        VideoParametersCodec::H265 { .. } => Ok(h265::parse_hvcc(record)?),
+        _ => Ok(h264::parse_avcc(record)?),
+    }
+}
+
+/// Picks the first video stream (H.264 or H.265) and the first audio stream (AAC only).
 fn choose_streams(streams: &[retina::client::Stream]) -> Result<Chosen, PullError> {
     let video = streams
         .iter()
         .position(|s| s.media() == "video")
         .ok_or(PullError::NoVideo)?;
     let codec = streams[video].encoding_name();
-    if codec != "h264" {
+    if codec != "h264" && codec != "h265" {
         return Err(PullError::UnsupportedVideo(codec.to_string()));
     }
     let (audio, dropped_audio) = match streams.iter().position(|s| s.media() == "audio") {
@@ -383,6 +402,7 @@ fn choose_streams(streams: &[retina::client::Stream]) -> Result<Chosen, PullErro
     };
     Ok(Chosen {
         video,
+        h265: codec == "h265",
         audio,
         dropped_audio,
     })
@@ -468,7 +488,7 @@ mod tests {
                 "unauthorized",
             ),
             (
-                PullError::UnsupportedVideo("h265".into()),
+                PullError::UnsupportedVideo("jpeg".into()),
                 "unsupported_codec",
             ),
             (PullError::NoFrames(Duration::from_secs(1)), "timeout"),
@@ -477,7 +497,7 @@ mod tests {
         for (error, reason) in cases {
             assert_eq!(error.reason(), reason, "{error}");
         }
-        let h265 = PullError::UnsupportedVideo("h265".into()).to_string();
-        assert!(h265.contains("H.264 only"), "{h265}");
+        let mjpeg = PullError::UnsupportedVideo("jpeg".into()).to_string();
+        assert!(mjpeg.contains("H.264 and H.265"), "{mjpeg}");
     }
 }
