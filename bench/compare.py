@@ -2,13 +2,22 @@
 """Kamera against its peers on the same load, side by side, on this machine.
 
 Each system gets N cameras published by `ffmpeg -re -stream_loop -1 -c copy` from a
-pre-encoded sample on loopback, with equivalent work: HLS (~1 s segments), recording in
+pre-encoded sample on loopback, with equivalent work: HLS (a segment per GOP), recording in
 5-minute files, and one JPEG per second per camera. We measure the CPU and memory of the
 system's whole process tree (publishers excluded), whether the publishers kept real time,
 and whether the work was really done (HLS advancing, JPEGs updating, recordings growing,
 outputs decodable). A run that did not keep up is marked so, never reported as a speed.
 
+Loads (`--loads`): the test pattern (30 fps, GOP 1 s) and camera-like content (moving, with
+sensor grain that costs a decoder what footage does) at 15 or 25 fps with 2 or 4 s GOPs, as
+IP cameras send. Systems (`--systems`) come in two kinds of frame sampling, compared only
+with each other: `exact` (a JPEG every second, decoding the frames it takes to reach it:
+kamera, ffmpeg-per-camera, nginx-rtmp) and `keyframes` (only keyframes decoded:
+kamera-keyframes, and the peers with `-skip_frame nokey`, their best setting for that job).
+
 Standard library only. Usage: python3 bench/compare.py --n 1,4,8 --duration 60
+  --loads pattern,camera-25fps-gop2 --systems kamera,kamera-keyframes,ffmpeg-per-camera,...
+KAMERA_BENCH_WORKER: the worker binary (default target/release/kamera-worker).
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results"
-WORKER = ROOT / "target" / "release" / "kamera-worker"
+WORKER = Path(os.environ.get("KAMERA_BENCH_WORKER", ROOT / "target" / "release" / "kamera-worker"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -43,21 +52,54 @@ RESOLUTIONS = {"1080p": (1920, 1080, "4M"), "720p": (1280, 720, "2M")}
 # ---------------------------------------------------------------- load
 
 
-def sample(resolution: str) -> Path:
-    """A 30 s H.264 (GOP 1 s, no B-frames) + AAC sample, encoded once and cached."""
+@dataclass(frozen=True)
+class Load:
+    """What the cameras send: content, frame rate and keyframe interval (H.264, no B-frames,
+    as IP cameras encode, + AAC)."""
+
+    name: str
+    content: str  # "pattern" (testsrc2, smooth) or "camera" (moving, with sensor grain)
+    fps: int
+    gop_s: int
+    seconds: int  # sample length, a whole number of GOPs so that the loop keeps the GOP
+
+    def describe(self) -> str:
+        what = ("testsrc2 test pattern" if self.content == "pattern"
+                else "camera-like (moving testsrc2 with temporal sensor grain)")
+        return f"{what}, {self.fps} fps, GOP {self.gop_s} s"
+
+
+# Grain that changes every frame is what costs a decoder on real footage: flat test patterns
+# predict almost perfectly, a camera's sensor noise never does.
+GRAIN = "noise=c0s=14:c0f=t+u:c1s=6:c1f=t+u:c2s=6:c2f=t+u"
+LOADS = {load.name: load for load in (
+    Load("pattern", "pattern", 30, 1, 30),
+    Load("camera-15fps-gop2", "camera", 15, 2, 24),
+    Load("camera-25fps-gop2", "camera", 25, 2, 24),
+    Load("camera-25fps-gop4", "camera", 25, 4, 24),
+)}
+
+
+def sample(resolution: str, load: Load = LOADS["pattern"]) -> Path:
+    """A pre-encoded H.264 (no B-frames) + AAC sample of `load`, encoded once and cached."""
     w, h, rate = RESOLUTIONS[resolution]
-    path = CACHE / f"sample-{resolution}.flv"
+    name = "sample" if load.name == "pattern" else f"sample-{load.name}"
+    path = CACHE / f"{name}-{resolution}.flv"
     if path.exists():
         return path
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.flv")
-    print(f"bench: encoding the {resolution} sample (once)", flush=True)
+    print(f"bench: encoding the {resolution} {load.name} sample (once)", flush=True)
+    video = f"testsrc2=size={w}x{h}:rate={load.fps}:duration={load.seconds}"
+    if load.content == "camera":
+        video += f",{GRAIN}"
+    gop = str(load.fps * load.gop_s)
     subprocess.run(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=30:duration=30",
-         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=30",
+         "-f", "lavfi", "-i", video,
+         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={load.seconds}",
          "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-bf", "0",
-         "-g", "30", "-keyint_min", "30", "-sc_threshold", "0",
+         "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
          "-b:v", rate, "-maxrate", rate, "-bufsize", rate,
          "-c:a", "aac", "-b:a", "128k", "-f", "flv", str(tmp)],
         check=True,
@@ -233,11 +275,19 @@ class Progress:
 
 class System:
     name = ""
+    # How frames are sampled: "exact" (a JPEG every second, decoding what that takes) or
+    # "keyframes" (only keyframes are decoded: a JPEG per GOP when the GOP is longer than 1 s).
+    # Ratios compare systems that do the same job.
+    sampling = "exact"
 
-    def __init__(self, work: Path, cameras: list[str]):
+    def __init__(self, work: Path, cameras: list[str], load: Load):
         self.work = work
         self.cameras = cameras
+        self.load = load
         self.procs: list[subprocess.Popen] = []
+
+    def jpegs_per_second(self) -> float:
+        return 1.0 if self.sampling == "exact" else min(1.0, 1.0 / self.load.gop_s)
 
     def publish_url(self, camera: str) -> str:
         raise NotImplementedError
@@ -269,14 +319,18 @@ class System:
 class Kamera(System):
     name = "kamera"
 
-    def __init__(self, work: Path, cameras: list[str]):
-        super().__init__(work, cameras)
+    def __init__(self, work: Path, cameras: list[str], load: Load):
+        super().__init__(work, cameras, load)
         self.rtmp, self.http = free_port(), free_port()
         self.data = work / "data"
+        # As docs/hls.md advises: segments may be as long as the camera's GOP.
+        max_segment = max(2, load.gop_s)
         self.procs.append(subprocess.Popen(
             [str(WORKER), "--rtmp-listen", f"127.0.0.1:{self.rtmp}",
              "--http-listen", f"127.0.0.1:{self.http}", "--data-dir", str(self.data),
-             "--frame-fps", "1", "--segment-duration", "5m", "--log", "warn"],
+             "--frame-fps", "1", "--frame-sampling", self.sampling,
+             "--hls-max-segment-duration", f"{max_segment}s",
+             "--segment-duration", "5m", "--log", "warn"],
             stdin=subprocess.DEVNULL, stdout=open(work / "kamera.log", "w"), stderr=subprocess.STDOUT,
         ))
         wait_port(self.http)
@@ -307,13 +361,22 @@ class Kamera(System):
         return http_get(f"http://127.0.0.1:{self.http}/metrics") or ""
 
 
+class KameraKeyframes(Kamera):
+    """The worker with `--frame-sampling keyframes`."""
+
+    name = "kamera-keyframes"
+    sampling = "keyframes"
+
+
 class FfmpegPerCamera(System):
     """The classic design: one ffmpeg per camera doing HLS, 5-minute segments and fps=1 JPEG."""
 
     name = "ffmpeg-per-camera"
+    # Decoder options for the JPEG branch: none decodes every frame.
+    decode: list[str] = []
 
-    def __init__(self, work: Path, cameras: list[str]):
-        super().__init__(work, cameras)
+    def __init__(self, work: Path, cameras: list[str], load: Load):
+        super().__init__(work, cameras, load)
         self.ports = {}
         for cam in cameras:
             port = free_port()
@@ -322,7 +385,7 @@ class FfmpegPerCamera(System):
                 (work / sub / cam).mkdir(parents=True, exist_ok=True)
             self.procs.append(subprocess.Popen(
                 ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostats",
-                 "-listen", "1", "-i", f"rtmp://127.0.0.1:{port}/live/{cam}",
+                 "-listen", "1", *self.decode, "-i", f"rtmp://127.0.0.1:{port}/live/{cam}",
                  "-map", "0", "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
                  "-hls_flags", "delete_segments", "-hls_segment_type", "fmp4",
                  str(work / "hls" / cam / "stream.m3u8"),
@@ -355,6 +418,14 @@ class FfmpegPerCamera(System):
         return subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()[0]
 
 
+class FfmpegPerCameraKeyframes(FfmpegPerCamera):
+    """The same, told to decode keyframes only (its best setting for keyframe sampling)."""
+
+    name = "ffmpeg-per-camera-nokey"
+    sampling = "keyframes"
+    decode = ["-skip_frame", "nokey"]
+
+
 NGINX_CONF = """\
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 daemon off;
@@ -378,7 +449,7 @@ rtmp {{
       record_path {work}/rec;
       record_interval 5m;
       record_unique on;
-      exec_push ffmpeg -hide_banner -loglevel error -i rtmp://127.0.0.1:{port}/live/$name -vf fps=1 -q:v 5 -update 1 -y {work}/frames/$name.jpg;
+      exec_push ffmpeg -hide_banner -loglevel error {decode}-i rtmp://127.0.0.1:{port}/live/$name -vf fps=1 -q:v 5 -update 1 -y {work}/frames/$name.jpg;
     }}
   }}
 }}
@@ -389,16 +460,17 @@ class NginxRtmp(System):
     """nginx-rtmp doing HLS and recording, with an ffmpeg frame grabber per stream."""
 
     name = "nginx-rtmp"
+    decode = ""
 
-    def __init__(self, work: Path, cameras: list[str]):
-        super().__init__(work, cameras)
+    def __init__(self, work: Path, cameras: list[str], load: Load):
+        super().__init__(work, cameras, load)
         if not Path("/usr/lib/nginx/modules/ngx_rtmp_module.so").exists():
             raise RuntimeError("libnginx-mod-rtmp is not installed (bench/run.sh installs it)")
         self.port = free_port()
         for sub in ("hls", "rec", "frames"):
             (work / sub).mkdir(parents=True, exist_ok=True)
         conf = work / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(work=work, port=self.port))
+        conf.write_text(NGINX_CONF.format(work=work, port=self.port, decode=self.decode))
         self.procs.append(subprocess.Popen(
             ["nginx", "-c", str(conf), "-p", str(work)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -427,7 +499,16 @@ class NginxRtmp(System):
         return r.stderr.strip()
 
 
-SYSTEMS = {cls.name: cls for cls in (Kamera, FfmpegPerCamera, NginxRtmp)}
+class NginxRtmpKeyframes(NginxRtmp):
+    """The same, with the frame grabber decoding keyframes only."""
+
+    name = "nginx-rtmp-nokey"
+    sampling = "keyframes"
+    decode = "-skip_frame nokey "
+
+
+SYSTEMS = {cls.name: cls for cls in (Kamera, KameraKeyframes, FfmpegPerCamera,
+                                     FfmpegPerCameraKeyframes, NginxRtmp, NginxRtmpKeyframes)}
 # MediaMTX cannot be installed from this machine's package registries. Its slot: a class
 # like the ones above that starts `mediamtx` with HLS, recording (recordSegmentDuration 5m)
 # and a per-path `runOnReady` ffmpeg frame grabber, then `SYSTEMS["mediamtx"] = MediaMtx`.
@@ -439,6 +520,8 @@ SYSTEMS = {cls.name: cls for cls in (Kamera, FfmpegPerCamera, NginxRtmp)}
 @dataclass
 class Run:
     system: str
+    load: str
+    sampling: str
     resolution: str
     n: int
     cores_per_camera: float
@@ -470,13 +553,17 @@ def histogram_quantile(metrics: str, name: str, q: float) -> float | None:
     return None
 
 
-def measure(system_name: str, resolution: str, n: int, duration: float, warmup: float) -> Run:
-    clip = sample(resolution)
+def measure(system_name: str, load: Load, resolution: str, n: int, duration: float,
+            warmup: float) -> Run:
+    clip = sample(resolution, load)
     _, _, rate = RESOLUTIONS[resolution]
     bitrate = float(rate.rstrip("M")) * 1e6
     cameras = [f"cam{i:02d}" for i in range(n)]
     work = Path(tempfile.mkdtemp(prefix=f"kamera-bench-{system_name}-"))
-    system = SYSTEMS[system_name](work, cameras)
+    system = SYSTEMS[system_name](work, cameras, load)
+    # Segments end on keyframes: one per GOP (at least a second) for every system.
+    segment_s = max(1, load.gop_s)
+    jpeg_rate = system.jpegs_per_second()
     publishers = [Publisher(clip, system.publish_url(c), work / f"progress-{c}.txt") for c in cameras]
     problems: list[str] = []
     try:
@@ -521,13 +608,13 @@ def measure(system_name: str, resolution: str, n: int, duration: float, warmup: 
             a, b = prog0[c], prog1[c]
             if a.hls_sequence is None or b.hls_sequence is None:
                 problems.append(f"{c}: no HLS playlist")
-            elif b.hls_sequence - a.hls_sequence < 0.6 * wall:
+            elif b.hls_sequence - a.hls_sequence < 0.6 * wall / segment_s:
                 problems.append(f"{c}: HLS advanced {b.hls_sequence - a.hls_sequence} segments in {wall:.0f} s")
-            if b.jpeg_mtime is None or time.time() - b.jpeg_mtime > 3:
+            if b.jpeg_mtime is None or time.time() - b.jpeg_mtime > 2 + 1 / jpeg_rate:
                 problems.append(f"{c}: JPEG not updating")
             if a.jpeg_count is not None and b.jpeg_count is not None:
                 got = b.jpeg_count - a.jpeg_count
-                if abs(got - wall) > 2:
+                if abs(got - wall * jpeg_rate) > 2:
                     problems.append(f"{c}: {got} JPEGs in {wall:.0f} s")
             grown = b.recording_bytes - a.recording_bytes
             if grown < 0.7 * bitrate / 8 * wall:
@@ -543,7 +630,7 @@ def measure(system_name: str, resolution: str, n: int, duration: float, warmup: 
     version = system.version()
     shutil.rmtree(work, ignore_errors=True)
     return Run(
-        system=system_name, resolution=resolution, n=n,
+        system=system_name, load=load.name, sampling=system.sampling, resolution=resolution, n=n,
         cores_per_camera=cpu / wall / n,
         mib_per_camera_pss=sum(p for _, p in mem) / n / 2**20,
         mib_per_camera_rss=sum(r for r, _ in mem) / n / 2**20,
@@ -564,9 +651,11 @@ def report(runs: list[Run], args: argparse.Namespace, started: str) -> str:
         "",
         f"Command: `make bench BENCH_ARGS=\"{' '.join(sys.argv[1:])}\"`",
         f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}",
-        f"Load: N cameras, `ffmpeg -re -stream_loop -1 -c copy` of a GOP-1 s H.264 + AAC sample; "
-        f"{args.duration:.0f} s measured after {args.warmup:.0f} s warm-up.",
-        "Work per camera: HLS (~1 s segments), recording in 5-minute files, 1 JPEG/s.",
+        f"Load: N cameras, `ffmpeg -re -stream_loop -1 -c copy` of a pre-encoded H.264 (no B-frames) "
+        f"+ AAC sample per load (below); {args.duration:.0f} s measured after {args.warmup:.0f} s warm-up.",
+        "Work per camera: HLS (one segment per GOP, at least 1 s), recording in 5-minute files, "
+        "1 JPEG/s (`exact`), or a JPEG per keyframe at most 1/s (`keyframes`: Kamera's "
+        "`--frame-sampling keyframes`, the peers' `-skip_frame nokey`).",
         "CPU and memory: the system's whole process tree (publishers excluded), from /proc.",
         "",
     ]
@@ -574,36 +663,47 @@ def report(runs: list[Run], args: argparse.Namespace, started: str) -> str:
     for name, v in versions.items():
         lines.append(f"- `{name}`: {v}")
     lines.append("")
-    for res in sorted({r.resolution for r in runs}):
-        lines += [f"## {res}", "",
-                  "| system | N | cores/camera | PSS MiB/camera | RSS MiB/camera | publishers' speed | valid |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in [r for r in runs if r.resolution == res]:
+    sections = sorted({(r.resolution, r.load) for r in runs},
+                      key=lambda k: (k[0], list(LOADS).index(k[1]) if k[1] in LOADS else 99))
+    for res, load in sections:
+        here = [r for r in runs if r.resolution == res and r.load == load]
+        described = LOADS[load].describe() if load in LOADS else load
+        lines += [f"## {res}, {load}: {described}", "",
+                  "| system | sampling | N | cores/camera | PSS MiB/camera | RSS MiB/camera | publishers' speed | valid |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in here:
             ok = "yes" if r.valid else "**no**: " + "; ".join(r.problems[:3])
-            lines.append(f"| {r.system} | {r.n} | {r.cores_per_camera:.3f} | {r.mib_per_camera_pss:.1f} | "
-                         f"{r.mib_per_camera_rss:.1f} | {r.realtime_ratio:.2f}x | {ok} |")
+            lines.append(f"| {r.system} | {r.sampling} | {r.n} | {r.cores_per_camera:.3f} | "
+                         f"{r.mib_per_camera_pss:.1f} | {r.mib_per_camera_rss:.1f} | "
+                         f"{r.realtime_ratio:.2f}x | {ok} |")
         lines.append("")
-        lines += ["Ratios (Kamera ÷ peer, same N, valid runs only; below 1 means Kamera uses less):", ""]
-        kam = {r.n: r for r in runs if r.resolution == res and r.system == "kamera" and r.valid}
-        for peer in [s for s in versions if s != "kamera"]:
-            for r in [r for r in runs if r.resolution == res and r.system == peer and r.valid]:
-                k = kam.get(r.n)
-                if k and r.cores_per_camera > 0 and r.mib_per_camera_pss > 0:
-                    lines.append(f"- vs {peer}, N={r.n}: CPU {k.cores_per_camera / r.cores_per_camera:.3f}, "
-                                 f"memory (PSS) {k.mib_per_camera_pss / r.mib_per_camera_pss:.2f}")
+        lines += ["Ratios (Kamera ÷ peer doing the same sampling, same N, valid runs only; "
+                  "below 1 means Kamera uses less):", ""]
+        for kamera in [s for s in versions if s.startswith("kamera")]:
+            mine = {r.n: r for r in here if r.system == kamera and r.valid}
+            if not mine:
+                continue
+            sampling = next(iter(mine.values())).sampling
+            for peer in [s for s in versions if not s.startswith("kamera")]:
+                for r in [r for r in here if r.system == peer and r.valid and r.sampling == sampling]:
+                    k = mine.get(r.n)
+                    if k and r.cores_per_camera > 0 and r.mib_per_camera_pss > 0:
+                        lines.append(f"- {kamera} vs {peer}, N={r.n}: CPU "
+                                     f"{k.cores_per_camera / r.cores_per_camera:.3f}, memory (PSS) "
+                                     f"{k.mib_per_camera_pss / r.mib_per_camera_pss:.2f}")
         lines.append("")
         lines += ["Largest N kept in real time:", ""]
-        for name in versions:
-            ok = [r.n for r in runs if r.resolution == res and r.system == name and r.kept_real_time]
+        for name in sorted({r.system for r in here}, key=list(versions).index):
+            ok = [r.n for r in here if r.system == name and r.kept_real_time]
             lines.append(f"- {name}: {max(ok) if ok else 'none'}")
         lines.append("")
-    kx = [r for r in runs if r.system == "kamera" and r.extra]
+    kx = [r for r in runs if r.system.startswith("kamera") and r.extra]
     if kx:
         lines += ["## Kamera's own figures", ""]
         for r in kx:
             figures = ", ".join(f"{k}={v}" for k, v in r.extra.items() if k not in ("version", "threads_cores_per_camera"))
             if figures:
-                lines.append(f"- {r.resolution} N={r.n}: {figures}")
+                lines.append(f"- {r.system}, {r.resolution} {r.load} N={r.n}: {figures}")
             threads = r.extra.get("threads_cores_per_camera")
             if threads:
                 top = ", ".join(f"`{k}` {v:.4f}" for k, v in list(threads.items())[:6])
@@ -614,35 +714,45 @@ def report(runs: list[Run], args: argparse.Namespace, started: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--systems", default="kamera,ffmpeg-per-camera,nginx-rtmp",
+                    help=f"any of {', '.join(SYSTEMS)}")
+    ap.add_argument("--loads", default="pattern", help=f"any of {', '.join(LOADS)}")
     ap.add_argument("--n", default="1,4,8", help="camera counts, ascending")
     ap.add_argument("--resolutions", default="1080p")
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--warmup", type=float, default=10.0)
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--name", default="", help="suffix of the results files' names")
     args = ap.parse_args()
-    if "kamera" in args.systems.split(",") and not WORKER.exists():
+    systems = args.systems.split(",")
+    loads = args.loads.split(",")
+    unknown = [s for s in systems if s not in SYSTEMS] + [l for l in loads if l not in LOADS]
+    if unknown:
+        print(f"unknown systems or loads: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    if any(s.startswith("kamera") for s in systems) and not WORKER.exists():
         print(f"{WORKER} is missing: run `cargo build --release -p kamera-worker`", file=sys.stderr)
         return 2
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     runs: list[Run] = []
     for res in args.resolutions.split(","):
-        for name in args.systems.split(","):
-            for n in [int(x) for x in args.n.split(",")]:
-                print(f"bench: {name} {res} N={n} ...", flush=True)
-                try:
-                    run = measure(name, res, n, args.duration, args.warmup)
-                except Exception as e:  # a system that cannot start is reported, not fatal
-                    print(f"bench: {name} N={n} failed: {e}", flush=True)
-                    break
-                runs.append(run)
-                print(f"bench:   {run.cores_per_camera:.3f} cores/camera, {run.mib_per_camera_pss:.1f} MiB/camera, "
-                      f"speed {run.realtime_ratio:.2f}x, valid={run.valid} {run.problems[:2]}", flush=True)
-                if not run.kept_real_time:
-                    break  # larger N cannot keep up either
+        for load in loads:
+            for name in systems:
+                for n in [int(x) for x in args.n.split(",")]:
+                    print(f"bench: {name} {res} {load} N={n} ...", flush=True)
+                    try:
+                        run = measure(name, LOADS[load], res, n, args.duration, args.warmup)
+                    except Exception as e:  # a system that cannot start is reported, not fatal
+                        print(f"bench: {name} N={n} failed: {e}", flush=True)
+                        break
+                    runs.append(run)
+                    print(f"bench:   {run.cores_per_camera:.3f} cores/camera, {run.mib_per_camera_pss:.1f} MiB/camera, "
+                          f"speed {run.realtime_ratio:.2f}x, valid={run.valid} {run.problems[:2]}", flush=True)
+                    if not run.kept_real_time:
+                        break  # larger N cannot keep up either
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{started[:10]}-{platform.machine()}-{os.cpu_count()}core"
+    stem = f"{started[:10]}-{platform.machine()}-{os.cpu_count()}core" + (f"-{args.name}" if args.name else "")
     (out / f"{stem}.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
     text = report(runs, args, started)
     (out / f"{stem}.md").write_text(text)
