@@ -133,6 +133,12 @@ pub struct Config {
     #[arg(long, env = "KAMERA_FRAME_SAMPLING", value_enum, default_value_t = FrameSampling::Exact)]
     pub frame_sampling: FrameSampling,
 
+    /// With `exact` sampling on a GOP longer than the sampling interval: skip the deblocking
+    /// filter on the frames decoded only to reach a sample (less decoding CPU; the sample is
+    /// decoded from unfiltered references and may show faint blocking).
+    #[arg(long, env = "KAMERA_FRAME_SKIP_LOOP_FILTER")]
+    pub frame_skip_loop_filter: bool,
+
     /// JPEG quality of extracted frames (1-100).
     #[arg(long, env = "KAMERA_FRAME_QUALITY", default_value = "80", value_parser = clap::value_parser!(u8).range(1..=100))]
     pub frame_quality: u8,

@@ -108,6 +108,18 @@ impl Decoder {
         })
     }
 
+    /// Skips the deblocking (loop) filter of the access units sent from now on, or applies it
+    /// again. Pictures decoded only to reach a later sample need not look their best; the
+    /// sample itself is decoded with the filter, from references that skipped it (so it may
+    /// show faint blocking). libavcodec reads the setting per slice.
+    pub fn skip_loop_filter(&mut self, skip: bool) {
+        self.decoder.skip_loop_filter(if skip {
+            ff::Discard::All
+        } else {
+            ff::Discard::Default
+        });
+    }
+
     /// Forgets references and buffered pictures (after lost data or a mode change).
     pub fn reset(&mut self) {
         self.decoder.flush();
@@ -223,6 +235,80 @@ mod tests {
     fn annex_b_rejects_lengths_past_the_end() {
         assert!(to_annex_b(&config(), &[0, 0, 0, 9, 0x65], false).is_err());
         assert!(to_annex_b(&config(), &[0, 0], false).is_err());
+    }
+
+    /// Decodes the first GOP of the test clip in order, skipping the loop filter where `skip`
+    /// says so, and returns the luma plane of the picture presented last.
+    fn last_picture_luma(skip: impl Fn(usize) -> bool) -> Vec<u8> {
+        init();
+        let clip = deblocked_clip();
+        let video = clip.info.video.as_ref().expect("video");
+        let frames: Vec<_> = clip
+            .frames
+            .iter()
+            .filter(|f| f.track == crate::media::Track::Video)
+            .take(25)
+            .collect();
+        assert!(frames[0].keyframe && frames[1..].iter().all(|f| !f.keyframe));
+        let mut d = Decoder::new(video).expect("decoder");
+        let mut pictures = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            d.skip_loop_filter(skip(i));
+            pictures.extend(d.decode(f).expect("decodes"));
+        }
+        let _ = d.decoder.send_eof();
+        while let Some(p) = d.receive(0).expect("drains") {
+            pictures.push(p);
+        }
+        let last = pictures.iter().max_by_key(|p| p.pts).expect("pictures");
+        let (w, h) = (last.frame.width() as usize, last.frame.height() as usize);
+        let stride = last.frame.stride(0);
+        let data = last.frame.data(0);
+        (0..h)
+            .flat_map(|y| data[y * stride..y * stride + w].iter().copied())
+            .collect()
+    }
+
+    /// One second of grainy 25 fps video, one GOP, encoded with the deblocking filter on (the
+    /// shared test clip is `ultrafast`, which turns it off).
+    fn deblocked_clip() -> &'static crate::fmp4::test_media::Clip {
+        static CLIP: std::sync::OnceLock<crate::fmp4::test_media::Clip> =
+            std::sync::OnceLock::new();
+        CLIP.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("grain.flv");
+            let status = std::process::Command::new("ffmpeg")
+                .args(["-v", "error", "-y", "-f", "lavfi"])
+                .args(["-i", "testsrc2=size=320x180:rate=25,noise=alls=24:allf=t"])
+                .args(["-t", "1", "-c:v", "libx264", "-preset", "veryfast"])
+                .args(["-g", "25", "-sc_threshold", "0", "-bf", "0", "-b:v", "300k"])
+                .args(["-an", "-f", "flv"])
+                .arg(&path)
+                .status()
+                .expect("running ffmpeg");
+            assert!(status.success(), "ffmpeg failed to encode the clip");
+            crate::fmp4::test_media::demux_flv(&std::fs::read(&path).expect("clip"))
+        })
+    }
+
+    fn psnr(a: &[u8], b: &[u8]) -> f64 {
+        let mse = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+            .sum::<f64>()
+            / a.len() as f64;
+        10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
+    }
+
+    #[test]
+    fn references_decoded_without_the_loop_filter_still_give_a_faithful_sample() {
+        let exact = last_picture_luma(|_| false);
+        // The last frame of the GOP in decode order is the sample: only it gets the filter.
+        let fast = last_picture_luma(|i| i < 24);
+        assert!(exact != fast, "skipping the loop filter changed nothing");
+        let db = psnr(&exact, &fast);
+        assert!(db > 28.0, "the sample drifted too far: PSNR {db:.1} dB");
     }
 
     #[test]

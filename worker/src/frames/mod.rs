@@ -199,6 +199,7 @@ impl FramesStage {
                 settings: Settings {
                     fps: config.frame_fps,
                     sampling: config.frame_sampling,
+                    skip_loop_filter: config.frame_skip_loop_filter,
                     quality: config.frame_quality,
                     max_width: config.frame_max_width,
                     keep: config.frame_keep,

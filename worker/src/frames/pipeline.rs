@@ -37,6 +37,8 @@ const MAX_TARGETS: usize = 16;
 pub struct Settings {
     pub fps: f64,
     pub sampling: FrameSampling,
+    /// Skip the loop filter on frames decoded only as references (`--frame-skip-loop-filter`).
+    pub skip_loop_filter: bool,
     pub quality: u8,
     pub max_width: Option<u32>,
     pub keep: usize,
@@ -241,6 +243,7 @@ impl Extractor {
                         }
                         targets.push_back((job.frame.pts, job.received, job.captured));
                     }
+                    dec.skip_loop_filter(self.settings.skip_loop_filter && !job.emit);
                     match dec.decode(&job.frame) {
                         Ok(pictures) => {
                             for p in pictures {
