@@ -131,7 +131,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tasks.spawn(lifecycle.run(shutdown.child_token()));
     let tls = match tls_files {
         Some(files) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(files.server_config()?);
+            let acceptor = files.acceptor()?;
             info!(
                 "HTTPS with HTTP/2 and HTTP/1.1; the certificate is re-read when its files change"
             );

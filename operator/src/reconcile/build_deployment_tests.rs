@@ -677,3 +677,95 @@ fn pod_overrides_that_break_the_template_are_refused() {
     });
     assert!(result.is_err());
 }
+
+fn serving_https(name: &str) -> Camera {
+    use crate::crd::camera::{CredentialsSecretRef, HttpTlsSpec};
+    let mut cam = test_camera(name);
+    cam.spec.http.tls = Some(HttpTlsSpec {
+        secret_ref: CredentialsSecretRef {
+            name: format!("{name}-tls"),
+        },
+    });
+    cam
+}
+
+#[test]
+fn https_mounts_the_tls_secret_passes_the_files_and_probes_with_https() {
+    let d = build(&serving_https("gate"), &[cpu()], None);
+    let w = container(&d, "worker");
+    let args: Vec<&str> = w.args.iter().flatten().map(String::as_str).collect();
+    let tls = [
+        "--tls-cert",
+        "/etc/kamera/tls/tls.crt",
+        "--tls-key",
+        "/etc/kamera/tls/tls.key",
+    ];
+    assert!(args.windows(tls.len()).any(|w| w == tls), "{args:?}");
+    assert!(mounts_of(w).contains(&("kamera-http-tls", "/etc/kamera/tls", Some(true))));
+    assert!(
+        !mounts_of(container(&d, "processor-motion"))
+            .iter()
+            .any(|(name, _, _)| name.contains("tls")),
+        "a processor never sees the camera's key"
+    );
+    let volume = pod(&d)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "kamera-http-tls")
+        .and_then(|v| v.secret.clone())
+        .expect("a Secret volume");
+    assert_eq!(volume.secret_name.as_deref(), Some("gate-tls"));
+    assert_eq!(volume.default_mode, Some(0o440));
+    let keys: Vec<&str> = volume
+        .items
+        .iter()
+        .flatten()
+        .map(|i| i.key.as_str())
+        .collect();
+    assert_eq!(keys, ["tls.crt", "tls.key"]);
+    for probe in [&w.readiness_probe, &w.liveness_probe] {
+        let get = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("httpGet");
+        assert_eq!(get.scheme.as_deref(), Some("HTTPS"));
+        assert_eq!(get.port, IntOrString::String("https-metrics".into()));
+    }
+    // The port's name carries the scheme, for the monitors that scrape by name.
+    let ports: Vec<_> = w
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.container_port))
+        .collect();
+    assert!(ports.contains(&(Some("https-metrics"), 8080)), "{ports:?}");
+    let cam = serving_https("gate");
+    let at = CameraRef::of(&cam).expect("named");
+    let svc = crate::reconcile::build_service::build_http_service(&cam, &at);
+    let port = &svc.spec.and_then(|s| s.ports).expect("ports")[0];
+    assert_eq!(
+        port.target_port,
+        Some(IntOrString::String("https-metrics".into()))
+    );
+    assert_eq!(port.app_protocol.as_deref(), Some("https"));
+}
+
+#[test]
+fn without_tls_nothing_changes_for_existing_pods() {
+    let d = build(&test_camera("gate"), &[], None);
+    let w = container(&d, "worker");
+    assert!(!w.args.iter().flatten().any(|a| a.starts_with("--tls")));
+    assert!(!mounts_of(w).iter().any(|(name, _, _)| name.contains("tls")));
+    let get = w
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .expect("httpGet");
+    assert_eq!(get.scheme, None, "the default (HTTP), as before");
+    // A renewed certificate is new content in the same Secret: the pod stays.
+    assert_eq!(
+        deployment_config_hash(&build(&serving_https("gate"), &[], None)),
+        deployment_config_hash(&build(&serving_https("gate"), &[], None))
+    );
+}

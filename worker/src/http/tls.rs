@@ -198,6 +198,11 @@ impl TlsFiles {
         Ok(Arc::new(config))
     }
 
+    /// The acceptor of TLS connections of the listener ([`Self::server_config`]).
+    pub fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+        Ok(tokio_rustls::TlsAcceptor::from(self.server_config()?))
+    }
+
     /// Takes the files as just read; applies a changed, valid pair. True when a new pair was applied.
     fn reload(&mut self, read: Result<PairBytes, TlsError>) -> bool {
         let read = read.map_err(|e| e.to_string());
