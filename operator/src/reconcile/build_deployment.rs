@@ -126,11 +126,15 @@ fn config_hash(template: &PodTemplateSpec, publish_key: Option<&str>) -> String 
 fn pod_template(pod: &WorkerPod<'_>) -> PodTemplateSpec {
     let mut containers = vec![worker_container(pod)];
     containers.extend(sidecars(pod).map(|p| processor_container(&pod.at.name, p)));
-    let annotations = BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         ("prometheus.io/scrape".to_string(), "true".to_string()),
         ("prometheus.io/port".to_string(), HTTP_PORT.to_string()),
         ("prometheus.io/path".to_string(), "/metrics".to_string()),
     ]);
+    if tls_secret(pod).is_some() {
+        // Only then: a new annotation on every pod would restart every camera at an upgrade.
+        annotations.insert("prometheus.io/scheme".to_string(), "https".to_string());
+    }
     let node_selector = &pod.scheduling.node_selector;
     PodTemplateSpec {
         metadata: Some(ObjectMeta {

@@ -732,6 +732,16 @@ fn https_mounts_the_tls_secret_passes_the_files_and_probes_with_https() {
         assert_eq!(get.scheme.as_deref(), Some("HTTPS"));
         assert_eq!(get.port, IntOrString::String("https-metrics".into()));
     }
+    let annotations = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        annotations.get("prometheus.io/scheme").map(String::as_str),
+        Some("https")
+    );
     // The port's name carries the scheme, for the monitors that scrape by name.
     let ports: Vec<_> = w
         .ports
@@ -763,6 +773,13 @@ fn without_tls_nothing_changes_for_existing_pods() {
         .and_then(|p| p.http_get.as_ref())
         .expect("httpGet");
     assert_eq!(get.scheme, None, "the default (HTTP), as before");
+    let annotations = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    assert!(!annotations.contains_key("prometheus.io/scheme"));
     // A renewed certificate is new content in the same Secret: the pod stays.
     assert_eq!(
         deployment_config_hash(&build(&serving_https("gate"), &[], None)),
