@@ -332,6 +332,44 @@ pub fn recording_files(data: &Path, camera: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Runs the worker binary until it exits (or 20 s pass); returns (success, stderr + stdout).
+pub fn run_to_exit(args: &[&str], data: &Path) -> (bool, String) {
+    let mut child = Command::new(worker_bin())
+        .args([
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the worker kept running: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    (out.status.success(), text)
+}
+
 /// Runs the `curl` CLI quietly with `args`; returns its standard output (empty when it failed).
 pub fn curl(args: &[&str]) -> String {
     let out = Command::new("curl")

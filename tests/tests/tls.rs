@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use kamera_tests::{curl, default_clip, wait_for, worker_bin, Publisher, Worker};
+use kamera_tests::{curl, default_clip, run_to_exit, wait_for, Publisher, Worker};
 
 const LIVE: Duration = Duration::from_secs(30);
 
@@ -264,21 +264,11 @@ fn unusable_tls_files_stop_the_worker_at_start_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, _) = self_signed(&dir.path().join("a"));
     let (_, other_key) = self_signed(&dir.path().join("b"));
+    let data = dir.path().join("data");
     let run = |args: &[&str]| {
-        let out = Command::new(worker_bin())
-            .args([
-                "--rtmp-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "started with {args:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let (ok, out) = run_to_exit(args, &data);
+        assert!(!ok, "started with {args:?}: {out}");
+        out
     };
     let cert = cert.to_str().unwrap();
     let err = run(&["--tls-cert", cert, "--tls-key", other_key.to_str().unwrap()]);

@@ -388,6 +388,36 @@ fn pulling(name: &str, credentials: Option<&str>) -> Camera {
     cam
 }
 
+/// The Secret volume `name` of the pod.
+fn secret_volume(d: &Deployment, name: &str) -> SecretVolumeSource {
+    pod(d)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == name)
+        .and_then(|v| v.secret.clone())
+        .expect("a Secret volume")
+}
+
+/// The keys a Secret volume projects.
+fn secret_keys(volume: &SecretVolumeSource) -> Vec<&str> {
+    volume
+        .items
+        .iter()
+        .flatten()
+        .map(|i| i.key.as_str())
+        .collect()
+}
+
+fn pod_annotations(d: &Deployment) -> BTreeMap<String, String> {
+    d.spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default()
+}
+
 fn mounts_of(c: &Container) -> Vec<(&str, &str, Option<bool>)> {
     c.volume_mounts
         .iter()
@@ -424,13 +454,7 @@ fn rtsp_credentials_are_the_users_secret_mounted_read_only_into_the_worker_alone
         "a processor never sees the camera's credentials: {:?}",
         mounts_of(sidecar)
     );
-    let volume = pod(&d)
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == "kamera-rtsp-credentials")
-        .and_then(|v| v.secret.clone())
-        .expect("a Secret volume");
+    let volume = secret_volume(&d, "kamera-rtsp-credentials");
     assert_eq!(volume.secret_name.as_deref(), Some("gate-creds"));
     assert_eq!(
         volume.default_mode,
@@ -441,12 +465,7 @@ fn rtsp_credentials_are_the_users_secret_mounted_read_only_into_the_worker_alone
         pod(&d).security_context.as_ref().and_then(|s| s.fs_group),
         Some(RUN_AS)
     );
-    let keys: Vec<&str> = volume
-        .items
-        .iter()
-        .flatten()
-        .map(|i| i.key.as_str())
-        .collect();
+    let keys = secret_keys(&volume);
     assert_eq!(keys, ["username", "password"]);
 }
 
@@ -708,21 +727,10 @@ fn https_mounts_the_tls_secret_passes_the_files_and_probes_with_https() {
             .any(|(name, _, _)| name.contains("tls")),
         "a processor never sees the camera's key"
     );
-    let volume = pod(&d)
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == "kamera-http-tls")
-        .and_then(|v| v.secret.clone())
-        .expect("a Secret volume");
+    let volume = secret_volume(&d, "kamera-http-tls");
     assert_eq!(volume.secret_name.as_deref(), Some("gate-tls"));
     assert_eq!(volume.default_mode, Some(0o440));
-    let keys: Vec<&str> = volume
-        .items
-        .iter()
-        .flatten()
-        .map(|i| i.key.as_str())
-        .collect();
+    let keys = secret_keys(&volume);
     assert_eq!(keys, ["tls.crt", "tls.key"]);
     for probe in [&w.readiness_probe, &w.liveness_probe] {
         let get = probe
@@ -732,12 +740,7 @@ fn https_mounts_the_tls_secret_passes_the_files_and_probes_with_https() {
         assert_eq!(get.scheme.as_deref(), Some("HTTPS"));
         assert_eq!(get.port, IntOrString::String("https-metrics".into()));
     }
-    let annotations = d
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.annotations.clone())
-        .unwrap_or_default();
+    let annotations = pod_annotations(&d);
     assert_eq!(
         annotations.get("prometheus.io/scheme").map(String::as_str),
         Some("https")
@@ -773,12 +776,7 @@ fn without_tls_nothing_changes_for_existing_pods() {
         .and_then(|p| p.http_get.as_ref())
         .expect("httpGet");
     assert_eq!(get.scheme, None, "the default (HTTP), as before");
-    let annotations = d
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.annotations.clone())
-        .unwrap_or_default();
+    let annotations = pod_annotations(&d);
     assert!(!annotations.contains_key("prometheus.io/scheme"));
     // A renewed certificate is new content in the same Secret: the pod stays.
     assert_eq!(

@@ -6,6 +6,7 @@
 mod api;
 pub mod auth;
 pub mod gzip;
+mod reload;
 pub mod serve;
 #[cfg(test)]
 mod tests;

@@ -230,25 +230,12 @@ impl TlsFiles {
 
     /// Re-reads the files every `every` until `shutdown`, applying each valid change.
     pub async fn watch(mut self, every: Duration, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            let (cert, key) = (self.cert.clone(), self.key.clone());
-            let read = tokio::task::spawn_blocking(move || PairBytes::read(&cert, &key))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(TlsError::Read {
-                        what: "certificate",
-                        path: self.cert.clone(),
-                        reason: format!("reading task failed: {e}"),
-                    })
-                });
-            self.reload(read);
-        }
+        let (cert, key) = (self.cert.clone(), self.key.clone());
+        let read = move || PairBytes::read(&cert, &key);
+        super::reload::poll(every, shutdown, read, |pair| {
+            self.reload(pair);
+        })
+        .await;
     }
 }
 
