@@ -764,7 +764,7 @@ mod tests {
             listener,
             router,
             Some(files.acceptor().expect("acceptor")),
-            kamera_worker::http::serve::Limits { max_connections: 4 },
+            kamera_worker::http::serve::Limits::new(4),
             kamera_worker::http::serve::ServeMetrics::register(&registry).expect("metrics"),
             shutdown,
         );

@@ -145,9 +145,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         http_listener,
         router,
         tls,
-        http::serve::Limits {
-            max_connections: usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
-        },
+        http::serve::Limits::new(
+            usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
+        ),
         http::serve::ServeMetrics::register(&metrics.registry)?,
         shutdown.child_token(),
     ));

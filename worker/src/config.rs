@@ -73,9 +73,9 @@ pub struct Config {
     )]
     pub tls_key: Option<PathBuf>,
 
-    /// Most HTTP connections open at once; beyond it new clients wait until one closes. A TLS
-    /// handshake must finish within 10 s, and one HTTP/2 connection carries at most 100
-    /// requests at once.
+    /// Most HTTP connections open at once; beyond it new clients wait until one closes. A
+    /// client must finish its TLS handshake and start its first request within 10 s, and one
+    /// HTTP/2 connection carries at most 100 requests at once.
     #[arg(long, env = "KAMERA_HTTP_MAX_CONNECTIONS", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..))]
     pub http_max_connections: u32,
 
