@@ -162,6 +162,20 @@ fn https_negotiates_h2_and_multiplexes_blocking_reloads_on_one_connection() {
     assert_eq!(playlist.0, "2", "ALPN negotiated HTTP/2");
     let (version, status, _) = get(&w, &["--http1.1"], "/hls/cam/stream.m3u8");
     assert_eq!((version.as_str(), status.as_str()), ("1.1", "200"));
+    // Nothing served names a scheme: the same URIs work over https.
+    for path in [
+        "/hls/cam/index.m3u8",
+        "/hls/cam/stream.m3u8",
+        "/cameras/cam",
+        "/",
+    ] {
+        let (_, status, body) = get(&w, &["--http2"], path);
+        assert_eq!(status, "200", "{path}");
+        assert!(
+            !body.contains("http://"),
+            "an absolute URI in {path}:\n{body}"
+        );
+    }
 
     // Parts not made yet (the hinted one and parts of the segment after it): each request is
     // held until its part exists. curl waits to multiplex them as streams of one connection.
