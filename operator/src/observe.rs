@@ -166,13 +166,24 @@ pub struct WorkerReport {
     pub source: Option<SourceReport>,
 }
 
+/// A worker's word that it released a camera it no longer holds (its 404 answer's body).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Released {
+    /// When the worker released the camera.
+    pub released_at: String,
+    /// When the camera's last publisher left.
+    #[serde(default)]
+    pub last_seen: Option<String>,
+}
+
 /// The newest word from a camera's worker.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observation {
     /// The worker answered about its camera.
     Report(Box<WorkerReport>),
-    /// The worker answered that it has no stream of that camera yet (404).
-    NoStream,
+    /// The worker answered that it has no stream of that camera (404): none yet, or, with the
+    /// release, none since it released the camera after its publisher left.
+    NoStream(Option<Released>),
     /// The worker did not answer usefully: why.
     Unreachable(String),
 }
@@ -424,7 +435,9 @@ impl WorkerProbe {
         match answer {
             Err(_) => Observation::Unreachable(format!("no answer within {ANSWER_WITHIN:?}")),
             Ok(Err(e)) => Observation::Unreachable(e),
-            Ok(Ok((status, _))) if status == http::StatusCode::NOT_FOUND => Observation::NoStream,
+            Ok(Ok((status, body))) if status == http::StatusCode::NOT_FOUND => {
+                Observation::NoStream(serde_json::from_slice::<Released>(&body).ok())
+            }
             Ok(Ok((status, _))) if !status.is_success() => {
                 Observation::Unreachable(format!("the worker answered {status}"))
             }
@@ -628,7 +641,7 @@ mod tests {
             obs.record("cams/a", report(15.0, 4_000_000)),
             "a real change"
         );
-        assert!(obs.record("cams/a", Observation::NoStream));
+        assert!(obs.record("cams/a", Observation::NoStream(None)));
     }
 
     /// A report whose processor acknowledged `frames`, connected unless there is an error.

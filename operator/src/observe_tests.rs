@@ -263,6 +263,31 @@ async fn a_worker_that_stops_answering_is_a_condition_not_an_error() {
 }
 
 #[tokio::test]
+async fn a_camera_the_worker_released_says_since_when_nobody_publishes() {
+    let api = running(lobby()).await;
+    let worker = FakeWorker::start(live_answer()).await;
+    round(&api, &worker).await;
+    worker.answer(
+        StatusCode::NOT_FOUND,
+        json!({"error": "camera \"lobby\" was released: no publisher for --idle-release",
+               "released_at": "2026-12-01T10:06:00.000Z", "last_seen": "2026-12-01T10:05:00.000Z"}),
+    );
+    let status = round(&api, &worker).await;
+    let (ok, why) = reason(&status, INGESTING);
+    assert_eq!((ok.as_str(), why.as_str()), ("False", "NoPublisher"));
+    let message = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == INGESTING)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("no publisher since 2026-12-01T10:05:00.000Z"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn a_full_disk_stops_recording_and_says_so() {
     let api = running(lobby()).await;
     let worker = FakeWorker::start(live_answer()).await;

@@ -123,7 +123,9 @@ pub fn render(
         let file = http_tokens_file(PLACEHOLDER_TOKENS, PLACEHOLDER_OPERATOR_TOKEN);
         docs.push(yaml(&build_http_tokens_secret(&camera, &at, &file))?);
     }
-    docs.push(yaml(&build_ingest_service(&camera, &at))?);
+    if camera.spec.rtsp().is_none() {
+        docs.push(yaml(&build_ingest_service(&camera, &at))?);
+    }
     docs.push(yaml(&build_http_service(&camera, &at))?);
     docs.push(yaml(&build_deployment(&WorkerPod {
         camera: &camera,

@@ -38,12 +38,15 @@ fn default_camera_args_parse_with_pod_paths() {
     assert!(!config.no_recording);
     assert!(config.publish_key_file.is_none());
     assert!(config.tls_files().is_none(), "HTTP unless http.tls is set");
+    // Unset, the flag is not passed and the worker's default holds.
+    assert_eq!(config.hls_max_segment_duration, Duration::from_secs(2));
 }
 
 #[test]
 fn every_camera_setting_reaches_the_worker() {
     let mut spec = CameraSpec::default();
     spec.hls.part_duration = "250ms".into();
+    spec.hls.max_segment_duration = Some("5s".into());
     spec.recording.segment_duration = "1h30m".into();
     spec.recording.retention = Some(RetentionSpec {
         max_age: Some("7d".into()),
@@ -68,6 +71,7 @@ fn every_camera_setting_reaches_the_worker() {
         )
     );
     assert_eq!(config.hls_part_duration, Duration::from_millis(250));
+    assert_eq!(config.hls_max_segment_duration, Duration::from_secs(5));
     assert_eq!(config.segment_duration, Duration::from_secs(5400));
     assert_eq!(
         config.retention_max_age,

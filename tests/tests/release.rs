@@ -125,7 +125,14 @@ fn random_keys_leave_no_threads_series_or_memory_behind() {
     for key in &keys {
         let (status, _) = w.get(&format!("/hls/{key}/stream.m3u8"));
         assert_eq!(status, 404, "LL-HLS of released camera {key}");
-        assert_eq!(w.get(&format!("/api/cameras/{key}")).0, 404);
+        let (status, body) = w.get(&format!("/api/cameras/{key}"));
+        assert_eq!(status, 404, "API of released camera {key}");
+        // Still told apart from a camera that never published: when it was released.
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            body["released_at"].is_string() && body["last_seen"].is_string(),
+            "released camera {key}: {body}"
+        );
     }
     let series = camera_series(&w);
     assert_eq!(
@@ -190,6 +197,8 @@ fn max_cameras_refuses_a_new_camera_until_one_is_released() {
     });
     assert_eq!(w.get("/hls/camA/stream.m3u8").0, 404);
     assert_eq!(w.get("/api/cameras/camA").0, 404);
+    let (_, never) = w.get("/api/cameras/never-published");
+    assert!(!never.contains("released_at"), "{never}");
 
     let _c = Publisher::start(&clip, &w.rtmp_url("camC"));
     w.wait_live("camC", LIVE);

@@ -71,9 +71,25 @@ pub enum PublishError {
     Pulled { camera: String },
 }
 
+/// Released cameras the hub remembers for the API (oldest forgotten first).
+pub const RELEASED_KEPT: usize = 256;
+
+/// A camera the worker released after it stayed without a publisher for the grace period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    pub camera: String,
+    /// When the worker released it.
+    pub at: SystemTime,
+    /// When its last publisher left.
+    pub last_seen: Option<SystemTime>,
+}
+
 /// All cameras known to this worker.
 pub struct Hub {
     channels: Mutex<HashMap<String, Arc<Channel>>>,
+    /// Recently released cameras, newest last, at most [`RELEASED_KEPT`]: so that the API can
+    /// tell "released after its publisher left" from "never published".
+    released: Mutex<VecDeque<Released>>,
     /// Bumped whenever a camera is added or loses its publisher, so the lifecycle task can
     /// attach stages to new cameras and schedule the release of idle ones.
     generation: watch::Sender<u64>,
@@ -84,6 +100,7 @@ impl Default for Hub {
     fn default() -> Self {
         Self {
             channels: Mutex::new(HashMap::new()),
+            released: Mutex::new(VecDeque::new()),
             generation: watch::Sender::new(0),
             max_cameras: DEFAULT_MAX_CAMERAS,
         }
@@ -105,6 +122,27 @@ impl Hub {
 
     fn lock_channels(&self) -> MutexGuard<'_, HashMap<String, Arc<Channel>>> {
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_released(&self) -> MutexGuard<'_, VecDeque<Released>> {
+        self.released.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Inserts a new camera's channel (the hub lock held); its name is no longer "released".
+    fn insert(&self, channels: &mut HashMap<String, Arc<Channel>>, channel: Arc<Channel>) {
+        self.lock_released().retain(|r| r.camera != channel.name);
+        channels.insert(channel.name.clone(), channel);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// The record of `camera`'s release, while it is among the last [`RELEASED_KEPT`] released
+    /// and has not been published again.
+    pub fn released(&self, camera: &str) -> Option<Released> {
+        self.lock_released()
+            .iter()
+            .rev()
+            .find(|r| r.camera == camera)
+            .cloned()
     }
 
     /// Starts publishing `camera` from `peer`. With `takeover`, a live publisher is cancelled
@@ -136,8 +174,7 @@ impl Hub {
         }
         let c = Arc::new(Channel::new(camera));
         c.lock().pulled = true;
-        channels.insert(camera.to_string(), c);
-        self.generation.send_modify(|g| *g += 1);
+        self.insert(&mut channels, c);
         Ok(())
     }
 
@@ -177,8 +214,7 @@ impl Hub {
                     });
                 }
                 let c = Arc::new(Channel::new(camera));
-                channels.insert(camera.to_string(), c.clone());
-                self.generation.send_modify(|g| *g += 1);
+                self.insert(&mut channels, c.clone());
                 c
             }
         };
@@ -232,8 +268,7 @@ impl Hub {
             return c.clone();
         }
         let channel = Arc::new(Channel::new(camera));
-        channels.insert(camera.to_string(), channel.clone());
-        self.generation.send_modify(|g| *g += 1);
+        self.insert(&mut channels, channel.clone());
         channel
     }
 
@@ -318,12 +353,27 @@ impl Hub {
         }
     }
 
-    /// Removes a released camera; its name can be published again as a new camera.
+    /// Removes a released camera; its name can be published again as a new camera. The
+    /// release is remembered (see [`Hub::released`]).
     pub fn forget(&self, camera: &str) {
         let mut channels = self.lock_channels();
-        if channels.get(camera).is_some_and(|c| c.lock().releasing) {
-            channels.remove(camera);
+        if !channels.get(camera).is_some_and(|c| c.lock().releasing) {
+            return;
         }
+        let Some(channel) = channels.remove(camera) else {
+            return;
+        };
+        let last_seen = channel.lock().stats.last_seen();
+        let mut released = self.lock_released();
+        released.retain(|r| r.camera != camera);
+        if released.len() >= RELEASED_KEPT {
+            released.pop_front();
+        }
+        released.push_back(Released {
+            camera: camera.to_string(),
+            at: SystemTime::now(),
+            last_seen,
+        });
     }
 }
 

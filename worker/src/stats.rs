@@ -120,6 +120,11 @@ impl CameraStats {
         self.audio.clear();
     }
 
+    /// When the last publisher left.
+    pub fn last_seen(&self) -> Option<SystemTime> {
+        self.last_seen
+    }
+
     pub fn snapshot(&self, live: bool) -> StatsSnapshot {
         let video = self.info.as_ref().and_then(|i| i.video.as_ref());
         let audio = self.info.as_ref().and_then(|i| i.audio.as_ref());

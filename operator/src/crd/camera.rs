@@ -335,12 +335,22 @@ pub struct HlsSpec {
     #[serde(default = "default_part_duration")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub part_duration: String,
+    /// The longest a segment may get, e.g. `5s`; `#EXT-X-TARGETDURATION` comes from it and
+    /// stays fixed for the stream's life. Segments end on the first keyframe after 1 s, and a
+    /// camera whose keyframes come further apart is cut here anyway (the segment after such a
+    /// cut starts without a keyframe). Set it above the camera's keyframe interval, e.g. `5s`
+    /// for a 4 s GOP. Unset: the worker's default, `2s`. Longer than `partDuration`, at most
+    /// `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub max_segment_duration: Option<String>,
 }
 
 impl Default for HlsSpec {
     fn default() -> Self {
         Self {
             part_duration: default_part_duration(),
+            max_segment_duration: None,
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::crd::camera::{Camera, CameraStatus};
 use crate::error::Error;
 use crate::events::Note;
 use crate::observe::{steady, steady_lag};
-use crate::reconcile::apply::{apply, live, warned};
+use crate::reconcile::apply::{apply, delete, live, warned};
 use crate::reconcile::build_deployment::{build_deployment, deployment_config_hash, WorkerPod};
 use crate::reconcile::build_pool::PoolRef;
 use crate::reconcile::build_service::{build_http_service, build_ingest_service};
@@ -32,7 +32,7 @@ use crate::reconcile::camera_status::{assess, claim_phase, Claim, Observed, Stre
 use crate::reconcile::drift::{needs_apply, stamp};
 use crate::reconcile::health::worker_ready_with;
 use crate::reconcile::names::{
-    CAMERA_GENERATION_ANNOTATION, CAMERA_LABEL, FIELD_MANAGER, WORKER_CONTAINER,
+    workload_name, CAMERA_GENERATION_ANNOTATION, CAMERA_LABEL, FIELD_MANAGER, WORKER_CONTAINER,
 };
 use crate::reconcile::ownership::{ownership, Ownership};
 use crate::reconcile::resolve::{resolve_processors, ResolvedProcessor};
@@ -224,11 +224,14 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
     }
     stamp(&mut deployment, |d| &mut d.metadata);
     let config_hash = deployment_config_hash(&deployment);
+    // A pulled camera takes no publisher: no RTMP Service to route (or pay) for.
+    let pulled = camera.spec.rtsp().is_some();
     let services: Vec<Service> = [
-        build_ingest_service(camera, at),
-        build_http_service(camera, at),
+        (!pulled).then(|| build_ingest_service(camera, at)),
+        Some(build_http_service(camera, at)),
     ]
     .into_iter()
+    .flatten()
     .map(|mut s| {
         stamp(&mut s, |s| &mut s.metadata);
         s
@@ -333,6 +336,9 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         } else {
             current_services.push(live_service.clone());
         }
+    }
+    if pulled {
+        remove_ingest_service(ctx, at, &uid, &mut events).await?;
     }
     let mut queued = None;
     let mut current = live_deployment.clone();
@@ -445,13 +451,14 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         action = Action::requeue(QUEUED);
     }
     let mut status = previous.clone();
+    let http_service = current_services.last().cloned().flatten();
     status.ingest_url = Some(match camera.spec.rtsp() {
         Some(rtsp) => rtsp.url.clone(),
-        None => ingest_url(at, current_services[0].as_deref()),
+        None => ingest_url(at, current_services.first().cloned().flatten().as_deref()),
     });
     status.playback_url = Some(playback_url(
         at,
-        current_services[1].as_deref(),
+        http_service.as_deref(),
         camera.spec.http.tls.is_some(),
     ));
     status.processor_summary = Some(format!(
@@ -752,6 +759,39 @@ fn warn_if_new(previous: &CameraStatus, cond: &Cond) -> Vec<Note> {
         "Reconcile",
         cond.message.clone(),
     )]
+}
+
+/// Deletes the camera's own RTMP Service once it pulls RTSP (it was pushed before); a Service
+/// of that name Kamera did not create is left alone.
+async fn remove_ingest_service(
+    ctx: &Context,
+    at: &CameraRef,
+    uid: &str,
+    events: &mut Vec<Note>,
+) -> Result<(), Error> {
+    let name = workload_name(&at.name);
+    // The cache holds every Service Kamera labelled; one it lacks is not the camera's own.
+    let key = ObjectRef::new(&name).within(&at.namespace);
+    let Some(service) = ctx.stores.services.get(&key) else {
+        return Ok(());
+    };
+    if ownership(Some(&service.metadata), &at.name, uid) != Ownership::Ours {
+        return Ok(());
+    }
+    if delete::<Service>(ctx, at, &name)
+        .await
+        .map_err(|e| warned(events, e))?
+    {
+        info!(camera = %at.name, namespace = %at.namespace, service = %name, "RTMP Service removed: the camera pulls RTSP");
+        events.push(Note::normal(
+            "Removed",
+            "Delete",
+            format!(
+                "removed the RTMP Service {name}: the camera pulls RTSP and takes no publisher"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

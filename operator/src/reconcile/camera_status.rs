@@ -140,14 +140,29 @@ fn ingesting(o: &Observed<'_>) -> Cond {
                 format!("the worker does not answer: {why}"),
             )
         }
-        Some(Observation::NoStream) => None,
+        Some(Observation::NoStream(_)) => None,
         Some(Observation::Report(r)) => Some(r.as_ref()),
     };
     if let Some(url) = o.pull {
         return pulling(url, report);
     }
+    let released = match o.worker {
+        Some(Observation::NoStream(released)) => released.as_ref(),
+        _ => None,
+    };
     match report {
-        None => Cond::no(INGESTING, "NoPublisher", "no publisher has connected yet"),
+        None => match released {
+            Some(r) => Cond::no(
+                INGESTING,
+                "NoPublisher",
+                format!(
+                    "no publisher since {}; the worker released the camera's stream state at {} (--idle-release)",
+                    r.last_seen.as_deref().unwrap_or("its last session"),
+                    r.released_at
+                ),
+            ),
+            None => Cond::no(INGESTING, "NoPublisher", "no publisher has connected yet"),
+        },
         Some(r) if !r.live => Cond::no(INGESTING, "NoPublisher", "the publisher disconnected"),
         Some(r) if r.codec_string.is_none() && !r.unsupported.is_empty() => Cond::no(
             INGESTING,
@@ -494,6 +509,40 @@ mod tests {
         );
         assert!(!attached[0].ready);
         assert!(find(&conds, RECORDING).ok);
+    }
+
+    #[test]
+    fn a_camera_the_worker_released_is_not_reported_as_never_published() {
+        let bound = Claim::Phase(Some("Bound".into()));
+        let released = Observation::NoStream(Some(crate::observe::Released {
+            released_at: "2026-12-02T01:02:03.000Z".into(),
+            last_seen: Some("2026-12-02T01:01:03.000Z".into()),
+        }));
+        let never = Observation::NoStream(None);
+        let ingesting = |worker: &Observation| {
+            let (conds, _) = conditions(&Observed {
+                suspended: false,
+                processors: &[],
+                deployment: None,
+                pods: &[],
+                claim: &bound,
+                worker: Some(worker),
+                pull: None,
+            });
+            find(&conds, INGESTING).clone()
+        };
+        let after_release = ingesting(&released);
+        assert!(!after_release.ok);
+        assert_eq!(after_release.reason, "NoPublisher");
+        assert!(
+            after_release
+                .message
+                .starts_with("no publisher since 2026-12-02T01:01:03.000Z")
+                && after_release.message.contains("released"),
+            "{}",
+            after_release.message
+        );
+        assert_eq!(ingesting(&never).message, "no publisher has connected yet");
     }
 
     #[test]

@@ -613,6 +613,68 @@ async fn a_pulled_camera_waits_for_its_credentials_secret_and_says_so() {
 }
 
 #[tokio::test]
+async fn a_pulled_camera_gets_no_rtmp_service_and_a_camera_that_starts_pulling_loses_its_own() {
+    let api = api_with(&[pulling_camera()], &[]);
+    api.insert(&basic_auth("hunter2"));
+    once(&api, "lobby").await.expect("created");
+    let rtmp_writes = |api: &FakeApi| {
+        api.writes_to(SVC)
+            .into_iter()
+            .filter(|r| r.path.split('?').next() == Some(SVC))
+            .count()
+    };
+    assert_eq!(rtmp_writes(&api), 0, "an RTMP Service for a pulled camera");
+    assert_eq!(api.writes_to(SVC_HTTP).len(), 1, "its HTTP Service");
+    assert!(status_of(&api, "lobby")
+        .playback_url
+        .is_some_and(|u| u.contains("lobby-http")));
+
+    // A pushed camera switches to pulling: its own RTMP Service goes, once.
+    let api = api_with(&[camera("lobby")], &[]);
+    api.insert(&basic_auth("hunter2"));
+    once(&api, "lobby").await.expect("pushed");
+    assert_eq!(rtmp_writes(&api), 1);
+    let mut pulled = pulling_camera();
+    pulled.metadata.uid = api
+        .get::<Camera>("cams", "lobby")
+        .and_then(|c| c.metadata.uid);
+    api.insert(&pulled);
+    once(&api, "lobby").await.expect("now pulling");
+    let deletes: Vec<String> = api
+        .received()
+        .iter()
+        .filter(|r| r.method == Method::DELETE)
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(deletes, [SVC.to_string()]);
+    assert!(api.get::<Service>("cams", "lobby").is_none());
+    assert!(event_reasons(&api).contains(&"Removed".to_string()));
+    once(&api, "lobby").await.expect("again");
+    assert_eq!(
+        api.received()
+            .iter()
+            .filter(|r| r.method == Method::DELETE)
+            .count(),
+        1,
+        "deleted once"
+    );
+    api.assert_rbac();
+}
+
+#[tokio::test]
+async fn a_service_kamera_did_not_create_survives_its_camera_starting_to_pull() {
+    let api = api_with(&[pulling_camera()], &[]);
+    api.insert(&basic_auth("hunter2"));
+    let mut theirs = Service::default();
+    theirs.metadata.name = Some("lobby".into());
+    theirs.metadata.namespace = Some("cams".into());
+    api.insert(&theirs);
+    once(&api, "lobby").await.expect("reconciled");
+    assert!(api.received().iter().all(|r| r.method != Method::DELETE));
+    assert!(api.get::<Service>("cams", "lobby").is_some());
+}
+
+#[tokio::test]
 async fn rotated_or_deleted_rtsp_credentials_never_restart_or_stop_the_running_worker() {
     let api = api_with(&[pulling_camera()], &[]);
     api.insert(&basic_auth("hunter2"));

@@ -29,6 +29,14 @@ pub enum SpecError {
         /// The value found.
         value: String,
     },
+    /// The longest segment is not longer than a part, or longer than a minute.
+    #[error("hls.maxSegmentDuration {value:?} must be longer than hls.partDuration ({part}) and at most 60s")]
+    BadMaxSegment {
+        /// The value found.
+        value: String,
+        /// The part duration it must exceed.
+        part: String,
+    },
     /// The frame rate is not a positive number.
     #[error("frames.fps {0} must be a positive number")]
     BadFps(f64),
@@ -87,6 +95,9 @@ pub fn check_size(field: &'static str, value: &str) -> Result<(), SpecError> {
     }
 }
 
+/// The longest `hls.maxSegmentDuration` accepted: players buffer at least a few segments.
+const MAX_SEGMENT_LIMIT: Duration = Duration::from_secs(60);
+
 /// Validates a Camera: its name and every field the worker's flags are built from.
 pub fn validate_camera(camera: &Camera) -> Result<(), SpecError> {
     let name = camera.metadata.name.clone().unwrap_or_default();
@@ -98,7 +109,16 @@ pub fn validate_camera(camera: &Camera) -> Result<(), SpecError> {
 
 /// Validates the fields of a Camera spec.
 pub fn validate_spec(spec: &CameraSpec) -> Result<(), SpecError> {
-    parse_duration("hls.partDuration", &spec.hls.part_duration)?;
+    let part = parse_duration("hls.partDuration", &spec.hls.part_duration)?;
+    if let Some(value) = &spec.hls.max_segment_duration {
+        let max = parse_duration("hls.maxSegmentDuration", value)?;
+        if max <= part || max > MAX_SEGMENT_LIMIT {
+            return Err(SpecError::BadMaxSegment {
+                value: value.clone(),
+                part: spec.hls.part_duration.clone(),
+            });
+        }
+    }
     parse_duration(
         "recording.segmentDuration",
         &spec.recording.segment_duration,
@@ -191,6 +211,30 @@ mod tests {
         for bad in ["", "Front", "1cam", "cam-", "cam_1", &"a".repeat(59)] {
             assert!(validate_camera(&camera(bad)).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn the_longest_segment_must_exceed_a_part_and_stay_within_a_minute() {
+        let mut cam = camera("c");
+        for good in ["5s", "201ms", "60s"] {
+            cam.spec.hls.max_segment_duration = Some(good.into());
+            assert_eq!(validate_camera(&cam), Ok(()), "{good}");
+        }
+        for bad in ["200ms", "100ms", "61s"] {
+            cam.spec.hls.max_segment_duration = Some(bad.into());
+            assert!(
+                matches!(validate_camera(&cam), Err(SpecError::BadMaxSegment { .. })),
+                "{bad} accepted"
+            );
+        }
+        cam.spec.hls.max_segment_duration = Some("later".into());
+        assert!(matches!(
+            validate_camera(&cam),
+            Err(SpecError::BadDuration {
+                field: "hls.maxSegmentDuration",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub fn worker_args(name: &str, spec: &CameraSpec, publish_key: bool) -> Vec<Stri
     flag("frame-socket", FRAME_SOCKET.to_string());
     flag("frames-dir", FRAMES_DIR.to_string());
     flag("hls-part-duration", spec.hls.part_duration.clone());
+    // Only when set, like every flag added after the first release: an operator upgrade must
+    // not change the command line (and restart) every camera.
+    if let Some(max) = &spec.hls.max_segment_duration {
+        flag("hls-max-segment-duration", max.clone());
+    }
     flag("frame-fps", spec.frames.fps.to_string());
     flag("frame-quality", spec.frames.quality.to_string());
     if let Some(width) = spec.frames.max_width {

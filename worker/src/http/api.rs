@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{json_error, HttpState};
-use crate::hub::Channel;
+use super::{json_error, rfc3339_ms, HttpState};
+use crate::hub::{Channel, Released};
 
 pub async fn list_cameras(State(state): State<Arc<HttpState>>) -> Json<Value> {
     let cameras: Vec<Value> = state
@@ -27,8 +27,25 @@ pub async fn get_camera(
 ) -> Response {
     match state.hub.get(&camera) {
         Some(channel) => Json(camera_json(&state, &channel)).into_response(),
-        None => json_error(StatusCode::NOT_FOUND, format!("unknown camera {camera:?}")),
+        None => match state.hub.released(&camera) {
+            Some(released) => released_json(&released),
+            None => json_error(StatusCode::NOT_FOUND, format!("unknown camera {camera:?}")),
+        },
     }
+}
+
+/// A camera the worker released: still 404 (it holds nothing of it), with when and why, so
+/// that a reader can tell it from a camera that never published.
+fn released_json(released: &Released) -> Response {
+    let body = json!({
+        "error": format!(
+            "camera {:?} was released: no publisher for --idle-release",
+            released.camera
+        ),
+        "released_at": rfc3339_ms(released.at),
+        "last_seen": released.last_seen.map(rfc3339_ms),
+    });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
 fn camera_json(state: &HttpState, channel: &Channel) -> Value {

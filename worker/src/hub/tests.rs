@@ -233,12 +233,38 @@ fn an_idle_camera_is_released_after_the_grace_period_and_frees_its_place() {
         Err(broadcast::error::TryRecvError::Closed)
     ));
 
+    assert_eq!(hub.released("cam"), None, "not released until forgotten");
     hub.forget("cam");
     assert!(hub.is_empty());
+    let released = hub.released("cam").expect("the release is remembered");
+    assert!(released.last_seen.is_some_and(|seen| seen <= released.at));
     let again = hub
         .publish("other", peer(), false)
         .expect("the place is free again");
     assert!(again.channel().is_live());
+    drop(again);
+    hub.begin_release(Instant::now() + grace * 10, grace);
+    hub.forget("other");
+    let _cam = hub.publish("cam", peer(), false).expect("cam again");
+    assert_eq!(hub.released("cam"), None, "published again: not released");
+    assert!(hub.released("other").is_some());
+}
+
+#[test]
+fn the_hub_remembers_only_the_latest_releases() {
+    let grace = Duration::from_secs(1);
+    let hub = Hub::new();
+    for i in 0..=RELEASED_KEPT {
+        drop(
+            hub.publish(&format!("k{i}"), peer(), false)
+                .expect("publish"),
+        );
+        hub.begin_release(Instant::now() + grace * 10, grace);
+        hub.forget(&format!("k{i}"));
+    }
+    assert_eq!(hub.released("k0"), None, "the oldest is forgotten");
+    assert!(hub.released("k1").is_some());
+    assert!(hub.released(&format!("k{RELEASED_KEPT}")).is_some());
 }
 
 #[test]
