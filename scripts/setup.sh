@@ -14,6 +14,9 @@ debian_packages=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev ffmpeg
   cmake nasm
+  # The HTTPS tests make certificates and read the served one with openssl, and speak HTTP/2
+  # with curl (nghttp2).
+  openssl curl
 )
 
 # With the arm64 libraries installed beside the native ones (make images), a bare name such as

@@ -178,7 +178,7 @@ async fn start_operator_with_processors_loading_last(
 #[tokio::test(start_paused = true)]
 async fn a_restart_and_a_leader_change_write_no_deployment_even_when_processors_load_last() {
     let (port, asked) = idle_workers().await;
-    let probe = WorkerProbe::new(port);
+    let probe = WorkerProbe::new(port).expect("probe");
     let api = running_cluster(4, &probe).await;
     let asked_in_setup = asked.load(std::sync::atomic::Ordering::SeqCst);
     let before = api.received().len();

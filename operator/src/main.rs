@@ -193,7 +193,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         client,
         args.namespace,
         settings,
-        kamera_operator::observe::WorkerProbe::standard(),
+        kamera_operator::observe::WorkerProbe::standard()
+            .context("setting up the status reads of workers")?,
         metrics,
         &identity,
         shutdown.clone(),

@@ -11,11 +11,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -347,37 +352,63 @@ impl Observations {
     }
 }
 
-/// Asks workers over plain HTTP inside the cluster.
+/// Asks workers inside the cluster, over HTTP or, for a camera with `http.tls`, HTTPS.
+///
+/// Over HTTPS the worker's certificate is not verified: the operator dials the pod's IP, which
+/// no certificate for the camera's public name covers, and the answer is status that the
+/// operator only displays. The handshake still proves the peer holds the key of the
+/// certificate it shows. This is what the kubelet does for an HTTPS probe, and no weaker than
+/// the plain HTTP the status read used before (a viewer token it sends travels encrypted now).
 #[derive(Clone)]
 pub struct WorkerProbe {
-    http: HttpClient<HttpConnector, Empty<Bytes>>,
+    http: HttpClient<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     port: u16,
 }
 
 impl WorkerProbe {
     /// A probe of workers listening on `port`.
-    pub fn new(port: u16) -> Self {
+    pub fn new(port: u16) -> Result<Self, rustls::Error> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(ANSWER_WITHIN));
-        WorkerProbe {
+        connector.enforce_http(false);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyWorkerCertificate(provider)))
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        Ok(WorkerProbe {
             http: HttpClient::builder(TokioExecutor::new()).build(connector),
             port,
-        }
+        })
     }
 
     /// The probe of workers on their standard port.
-    pub fn standard() -> Self {
+    pub fn standard() -> Result<Self, rustls::Error> {
         Self::new(u16::try_from(HTTP_PORT).unwrap_or(8080))
     }
 
-    /// Asks the worker at `ip` about `camera`, with `token` when its HTTP needs one.
-    pub async fn ask(&self, ip: &str, camera: &str, token: Option<&str>) -> Observation {
+    /// Asks the worker at `ip` about `camera`, with `token` when its HTTP needs one, over HTTPS
+    /// when `https`.
+    pub async fn ask(
+        &self,
+        ip: &str,
+        camera: &str,
+        token: Option<&str>,
+        https: bool,
+    ) -> Observation {
         let host = if ip.contains(':') {
             format!("[{ip}]")
         } else {
             ip.to_string()
         };
-        let uri = format!("http://{host}:{}/api/cameras/{camera}", self.port);
+        let scheme = if https { "https" } else { "http" };
+        let uri = format!("{scheme}://{host}:{}/api/cameras/{camera}", self.port);
         let mut request = http::Request::get(&uri);
         if let Some(token) = token {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
@@ -418,8 +449,77 @@ impl WorkerProbe {
     }
 }
 
+/// Takes any certificate a worker shows (see [`WorkerProbe`]) but checks the handshake's
+/// signatures with it, so the peer must hold its key.
+#[derive(Debug)]
+struct AnyWorkerCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyWorkerCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A camera to ask: its worker pod's IP, and whether the worker serves HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub camera: ObjectRef<Camera>,
+    pub ip: String,
+    pub https: bool,
+}
+
+/// Whether the worker container of `pod` was started with `--tls-cert` (the running pod says,
+/// not the Camera's spec: during a rollout the old pod still speaks what it was started with).
+pub fn serves_https(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .filter(|c| c.name == WORKER_CONTAINER)
+        .flat_map(|c| c.args.iter().flatten())
+        .any(|a| a == "--tls-cert")
+}
+
 /// The cameras to ask now: those whose worker container is ready, with the pod's IP.
-pub fn targets(stores: &Stores) -> Vec<(ObjectRef<Camera>, String)> {
+pub fn targets(stores: &Stores) -> Vec<Target> {
     let mut pods_by_camera: HashMap<(String, String), Vec<Arc<k8s_openapi::api::core::v1::Pod>>> =
         HashMap::new();
     for pod in stores.pods.state() {
@@ -441,7 +541,11 @@ pub fn targets(stores: &Stores) -> Vec<(ObjectRef<Camera>, String)> {
             let pod = current_pod(pods)?;
             let ready = container_health(pod, WORKER_CONTAINER).is_some_and(|h| h.ready);
             let ip = pod.status.as_ref()?.pod_ip.clone()?;
-            ready.then(|| (ObjectRef::from_obj(cam.as_ref()), ip))
+            ready.then(|| Target {
+                camera: ObjectRef::from_obj(cam.as_ref()),
+                ip,
+                https: serves_https(pod),
+            })
         })
         .collect()
 }
@@ -456,17 +560,20 @@ pub async fn poll_once(
     let targets = targets(stores);
     let asked: std::collections::HashSet<String> = targets
         .iter()
-        .map(|(c, _)| format!("{}/{}", c.namespace.as_deref().unwrap_or_default(), c.name))
+        .map(|t| {
+            let c = &t.camera;
+            format!("{}/{}", c.namespace.as_deref().unwrap_or_default(), c.name)
+        })
         .collect();
     let changed = futures::stream::iter(targets)
-        .map(|(camera, ip)| async move {
+        .map(|Target { camera, ip, https }| async move {
             let key = format!(
                 "{}/{}",
                 camera.namespace.as_deref().unwrap_or_default(),
                 camera.name
             );
             let token = observations.token(&key);
-            let observation = probe.ask(&ip, &camera.name, token.as_deref()).await;
+            let observation = probe.ask(&ip, &camera.name, token.as_deref(), https).await;
             observations.record(&key, observation).then_some(camera)
         })
         .buffer_unordered(CONCURRENCY)
@@ -624,14 +731,111 @@ mod tests {
         assert_eq!(p.frames_acked, 0);
     }
 
+    /// The worker's own HTTPS listener, with a self-signed certificate for a name the operator
+    /// never dials (it dials the pod's IP); its port.
+    async fn https_worker(shutdown: CancellationToken) -> u16 {
+        use axum::routing::get;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=lobby.cams.example.com",
+            ])
+            .args(["-keyout", "tls.key", "-out", "tls.crt"])
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("the openssl CLI");
+        assert!(status.success());
+        let registry = kamera_worker::metrics::Families::new();
+        let files = kamera_worker::http::tls::TlsFiles::load(
+            &dir.path().join("tls.crt"),
+            &dir.path().join("tls.key"),
+            &registry,
+        )
+        .expect("a usable pair");
+        let router = axum::Router::new().route(
+            "/api/cameras/{camera}",
+            get(|| async { axum::Json(serde_json::json!({"live": true, "fps": 25.0})) }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let serve = kamera_worker::http::serve::serve(
+            listener,
+            router,
+            Some(files.acceptor().expect("acceptor")),
+            kamera_worker::http::serve::Limits::new(4),
+            kamera_worker::http::serve::ServeMetrics::register(&registry).expect("metrics"),
+            shutdown,
+        );
+        tokio::spawn(serve);
+        port
+    }
+
+    #[tokio::test]
+    async fn a_worker_serving_https_is_read_without_verifying_its_certificate() {
+        let shutdown = CancellationToken::new();
+        let port = https_worker(shutdown.clone()).await;
+        let probe = WorkerProbe::new(port).expect("probe");
+        match probe.ask("127.0.0.1", "lobby", None, true).await {
+            Observation::Report(report) => {
+                assert!(report.live);
+                assert_eq!(report.fps, Some(25.0));
+            }
+            other => panic!("no report over HTTPS: {other:?}"),
+        }
+        assert!(
+            matches!(
+                probe.ask("127.0.0.1", "lobby", None, false).await,
+                Observation::Unreachable(_)
+            ),
+            "plain HTTP to the HTTPS port reads nothing"
+        );
+        shutdown.cancel();
+    }
+
+    #[test]
+    fn the_running_pod_says_whether_its_worker_serves_https() {
+        use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+        let pod = |args: &[&str]| Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: WORKER_CONTAINER.into(),
+                    args: Some(args.iter().map(|a| a.to_string()).collect()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(serves_https(&pod(&[
+            "--tls-cert",
+            "/etc/kamera/tls/tls.crt"
+        ])));
+        assert!(!serves_https(&pod(&["--camera", "lobby"])));
+    }
+
     #[tokio::test]
     async fn a_worker_that_does_not_listen_is_unreachable_not_an_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         drop(listener);
-        let probe = WorkerProbe::new(port);
+        let probe = WorkerProbe::new(port).expect("probe");
         assert!(matches!(
-            probe.ask("127.0.0.1", "lobby", None).await,
+            probe.ask("127.0.0.1", "lobby", None, false).await,
             Observation::Unreachable(_)
         ));
     }

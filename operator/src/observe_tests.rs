@@ -155,7 +155,7 @@ async fn round(api: &FakeApi, worker: &FakeWorker) -> CameraStatus {
     poll_once(
         &ctx.stores,
         &ctx.observations,
-        &WorkerProbe::new(worker.port),
+        &WorkerProbe::new(worker.port).expect("probe"),
     )
     .await;
     let cam = api.get::<Camera>("cams", "lobby").expect("camera");

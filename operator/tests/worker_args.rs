@@ -37,6 +37,7 @@ fn default_camera_args_parse_with_pod_paths() {
     assert_eq!(config.segment_duration, Duration::from_secs(300));
     assert!(!config.no_recording);
     assert!(config.publish_key_file.is_none());
+    assert!(config.tls_files().is_none(), "HTTP unless http.tls is set");
     // Unset, the flag is not passed and the worker's default holds.
     assert_eq!(config.hls_max_segment_duration, Duration::from_secs(2));
 }
@@ -55,7 +56,20 @@ fn every_camera_setting_reaches_the_worker() {
     spec.frames.quality = 90;
     spec.frames.max_width = Some(1280);
     spec.frames.sampling = kamera_operator::crd::camera::FrameSampling::Keyframes;
+    spec.http.tls = Some(kamera_operator::crd::camera::HttpTlsSpec {
+        secret_ref: kamera_operator::crd::camera::CredentialsSecretRef {
+            name: "lobby-tls".into(),
+        },
+    });
     let config = parse("lobby", &spec, true);
+    let (cert, key) = config.tls_files().expect("HTTPS");
+    assert_eq!(
+        (cert.to_str(), key.to_str()),
+        (
+            Some("/etc/kamera/tls/tls.crt"),
+            Some("/etc/kamera/tls/tls.key")
+        )
+    );
     assert_eq!(config.hls_part_duration, Duration::from_millis(250));
     assert_eq!(config.hls_max_segment_duration, Duration::from_secs(5));
     assert_eq!(config.segment_duration, Duration::from_secs(5400));

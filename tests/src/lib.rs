@@ -62,6 +62,8 @@ pub struct Worker {
     pub http: SocketAddr,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// Started with `--tls-cert`: the HTTP listener speaks HTTPS only.
+    pub tls: bool,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -116,13 +118,26 @@ impl Worker {
             http,
             data_dir: data_dir.to_path_buf(),
             log,
+            tls: extra.contains(&"--tls-cert"),
             _dir: None,
         };
         let ready = wait_for_opt(Duration::from_secs(20), || {
             if let Some(status) = w.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("worker exited early ({status}):\n{}", w.log_text());
             }
-            (w.get("/readyz").0 == 200).then_some(())
+            let status = if w.tls {
+                curl(&[
+                    "-k",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    &w.http_url("/readyz"),
+                ])
+            } else {
+                w.get("/readyz").0.to_string()
+            };
+            (status == "200").then_some(())
         });
         if ready.is_none() {
             panic!("worker not ready in 20 s:\n{}", w.log_text());
@@ -135,8 +150,10 @@ impl Worker {
         format!("rtmp://{}/live/{key}", self.rtmp)
     }
 
+    /// `http://` (or `https://` with TLS) `127.0.0.1:<port><path>`.
     pub fn http_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.http)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.http)
     }
 
     /// GET `path`: (status, body). Status 0 means the request failed to connect.
@@ -313,6 +330,54 @@ pub fn recording_files(data: &Path, camera: &str) -> Vec<PathBuf> {
     }
     out.sort_by_key(|p| p.file_name().map(|n| n.to_os_string()));
     out
+}
+
+/// Runs the worker binary until it exits (or 20 s pass); returns (success, stderr + stdout).
+pub fn run_to_exit(args: &[&str], data: &Path) -> (bool, String) {
+    let mut child = Command::new(worker_bin())
+        .args([
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the worker kept running: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    (out.status.success(), text)
+}
+
+/// Runs the `curl` CLI quietly with `args`; returns its standard output (empty when it failed).
+pub fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("the curl CLI (scripts/setup.sh installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Sends a signal by name (`TERM`, `KILL`, `STOP`, `CONT`) with the `kill` command.

@@ -4,11 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // A panic in a test is the failure message.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
-use kamera_tests::{default_clip, wait_for, worker_bin, Publisher, Worker};
+use kamera_tests::{default_clip, run_to_exit, wait_for, Publisher, Worker};
 
 const LIVE: Duration = Duration::from_secs(30);
 /// The worker re-reads its tokens file every 2 s; allow for a slow, busy machine.
@@ -311,44 +311,6 @@ fn tokens_added_and_removed_in_the_file_take_effect_without_a_restart() {
         "{log}"
     );
     assert_eq!(log.matches("viewer tokens reloaded").count(), 2, "{log}");
-}
-
-/// Runs the worker binary until it exits (or 20 s pass); returns (success, stderr + stdout).
-fn run_to_exit(args: &[&str], data: &Path) -> (bool, String) {
-    let mut child = Command::new(worker_bin())
-        .args([
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "the worker kept running: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    (out.status.success(), text)
 }
 
 #[test]

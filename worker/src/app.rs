@@ -44,6 +44,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .max
         .set(i64::try_from(config.max_cameras()).unwrap_or(i64::MAX));
 
+    // Before anything listens: a certificate that cannot be used stops the worker at once.
+    let tls_files = config
+        .tls_files()
+        .map(|(cert, key)| http::tls::TlsFiles::load(cert, key, &metrics.registry))
+        .transpose()?;
+
     let rtmp = TcpListener::bind(config.rtmp_listen)
         .await
         .with_context(|| format!("binding RTMP listener on {}", config.rtmp_listen))?;
@@ -123,23 +129,34 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         idle_release: config.idle_release,
     };
     tasks.spawn(lifecycle.run(shutdown.child_token()));
-    {
-        let shutdown = shutdown.child_token();
-        tasks.spawn(async move {
-            let served = axum::serve(http_listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                warn!(error = %e, "http server failed");
-            }
-        });
-    }
+    let tls = match tls_files {
+        Some(files) => {
+            let acceptor = files.acceptor()?;
+            info!(
+                "HTTPS with HTTP/2 and HTTP/1.1; the certificate is re-read when its files change"
+            );
+            tasks.spawn(files.watch(http::tls::RELOAD_EVERY, shutdown.child_token()));
+            Some(acceptor)
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tasks.spawn(http::serve::serve(
+        http_listener,
+        router,
+        tls,
+        http::serve::Limits::new(
+            usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
+        ),
+        http::serve::ServeMetrics::register(&metrics.registry)?,
+        shutdown.child_token(),
+    ));
     if config.demo {
         tasks.spawn(crate::demo::run(rtmp_addr, shutdown.child_token()));
     }
 
     http_state.ready.store(true, Ordering::Release);
-    info!(rtmp = %rtmp_addr, http = %http_addr, data_dir = %config.data_dir.display(), max_cameras = config.max_cameras(), idle_release = ?config.idle_release, "kamera worker ready");
+    info!(rtmp = %rtmp_addr, http = %http_addr, scheme, data_dir = %config.data_dir.display(), max_cameras = config.max_cameras(), idle_release = ?config.idle_release, "kamera worker ready");
 
     shutdown.cancelled().await;
     info!("shutting down");

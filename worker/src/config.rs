@@ -51,6 +51,34 @@ pub struct Config {
     #[arg(long = "http-cors-origin", env = "KAMERA_HTTP_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub http_cors_origins: Vec<String>,
 
+    /// PEM certificate chain (leaf first) for HTTPS on `--http-listen`; needs `--tls-key`. With
+    /// both, the listener speaks TLS only, offering HTTP/2 and HTTP/1.1 (ALPN `h2`, `http/1.1`),
+    /// as Apple's players expect for LL-HLS. Both files are re-read every 2 s and a changed,
+    /// valid pair is served from the next handshake on (a renewed Secret needs no restart); a
+    /// pair that cannot be used is logged and the previous one kept.
+    #[arg(
+        long,
+        env = "KAMERA_TLS_CERT",
+        requires = "tls_key",
+        value_name = "PATH"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 RSA or SEC1 EC); needs `--tls-cert`.
+    #[arg(
+        long,
+        env = "KAMERA_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "PATH"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Most HTTP connections open at once; beyond it new clients wait until one closes. A
+    /// client must finish its TLS handshake and start its first request within 10 s, and one
+    /// HTTP/2 connection carries at most 100 requests at once.
+    #[arg(long, env = "KAMERA_HTTP_MAX_CONNECTIONS", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+
     /// Release everything a camera holds (its LL-HLS window, recorder and frame extractor with
     /// their threads, its API entry and its metric series) once it has had no publisher for
     /// this long. A publisher that returns sooner continues the same camera; `0s` releases at
@@ -234,6 +262,11 @@ impl Config {
         self.frame_socket
             .clone()
             .unwrap_or_else(|| self.data_dir.join("frames.sock"))
+    }
+
+    /// The certificate and key files of `--tls-cert`/`--tls-key`, when HTTPS is on.
+    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
     }
 
     /// Directory of recordings.
@@ -694,6 +727,37 @@ mod tests {
         }
         let orphan = Config::try_parse_from(["kamera-worker", "--pool", "h:1"]).expect("parses");
         assert!(orphan.pools().is_err(), "an endpoint needs a name first");
+    }
+
+    #[test]
+    fn tls_cert_and_key_come_together() {
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(std::iter::once("kamera-worker").chain(args.iter().copied()))
+        };
+        let c = parse(&["--tls-cert", "/tls/tls.crt", "--tls-key", "/tls/tls.key"]).expect("both");
+        let (cert, key) = c.tls_files().expect("HTTPS on");
+        assert_eq!(
+            (cert, key),
+            (
+                std::path::Path::new("/tls/tls.crt"),
+                std::path::Path::new("/tls/tls.key")
+            )
+        );
+        assert!(parse(&[]).expect("neither").tls_files().is_none());
+        for alone in [
+            ["--tls-cert", "/tls/tls.crt"],
+            ["--tls-key", "/tls/tls.key"],
+        ] {
+            let err = parse(&alone).expect_err("one without the other");
+            let other = if alone[0] == "--tls-cert" {
+                "--tls-key"
+            } else {
+                "--tls-cert"
+            };
+            assert!(err.to_string().contains(other), "{err}");
+        }
+        assert_eq!(parse(&[]).expect("defaults").http_max_connections, 1024);
+        assert!(parse(&["--http-max-connections", "0"]).is_err());
     }
 
     #[test]

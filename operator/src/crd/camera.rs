@@ -188,6 +188,20 @@ pub struct HttpSpec {
     /// scrapes the pod itself, so metrics stay reachable inside the cluster either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ExposureSpec>,
+    /// HTTPS on port 8080 (HTTP/2 and HTTP/1.1), which Apple's players expect for LL-HLS. The
+    /// worker then speaks only HTTPS there: probes, the operator and Prometheus use `https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HttpTlsSpec>,
+}
+
+/// The worker's certificate.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpTlsSpec {
+    /// A `kubernetes.io/tls` Secret in the Camera's namespace with `tls.crt` (PEM chain, leaf
+    /// first) and `tls.key` (PEM PKCS#8, RSA or EC key), e.g. one cert-manager keeps renewed.
+    /// It is mounted as it is (never copied); a renewed certificate is served without a restart.
+    pub secret_ref: CredentialsSecretRef,
 }
 
 /// A Secret key holding a tokens file.

@@ -20,6 +20,9 @@ use crate::crd::camera::Camera;
 use crate::crd::processor::FrameProcessorSpec;
 use crate::reconcile::build_pool::token_volume;
 use crate::reconcile::names::{
+    http_port_name, HTTP_TLS_DIR, HTTP_TLS_VOLUME, TLS_CERT_KEY, TLS_KEY_KEY,
+};
+use crate::reconcile::names::{
     http_tokens_secret_name, labels, processor_container_name, publish_key_secret_name, pvc_name,
     selector_labels, workload_name, CONFIG_HASH_ANNOTATION, DATA_DIR, FRAMES_DIR, FRAME_SOCKET,
     HTTP_PORT, HTTP_TOKENS_DIR, HTTP_TOKENS_FILE, PUBLISH_KEY_DIR, RTMP_PORT, SHARED_DIR,
@@ -123,11 +126,15 @@ fn config_hash(template: &PodTemplateSpec, publish_key: Option<&str>) -> String 
 fn pod_template(pod: &WorkerPod<'_>) -> PodTemplateSpec {
     let mut containers = vec![worker_container(pod)];
     containers.extend(sidecars(pod).map(|p| processor_container(&pod.at.name, p)));
-    let annotations = BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         ("prometheus.io/scrape".to_string(), "true".to_string()),
         ("prometheus.io/port".to_string(), HTTP_PORT.to_string()),
         ("prometheus.io/path".to_string(), "/metrics".to_string()),
     ]);
+    if tls_secret(pod).is_some() {
+        // Only then: a new annotation on every pod would restart every camera at an upgrade.
+        annotations.insert("prometheus.io/scheme".to_string(), "https".to_string());
+    }
     let node_selector = &pod.scheduling.node_selector;
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
@@ -198,9 +205,14 @@ fn worker_container(pod: &WorkerPod<'_>) -> Container {
             true,
         ));
     }
+    if tls_secret(pod).is_some() {
+        // Whole-volume too: cert-manager's renewals reach the worker, which re-reads the files.
+        mounts.push(mount(HTTP_TLS_VOLUME, HTTP_TLS_DIR, true));
+    }
     let mut args = worker_args(&pod.at.name, &pod.camera.spec, pod.publish_key.is_some());
     args.extend(pull_args(&pod.at.name, &pod.camera.spec));
     args.extend(pool_args(&pools, &pod.at.namespace));
+    let https = tls_secret(pod).is_some();
     Container {
         name: WORKER_CONTAINER.into(),
         image: Some(pod.image.to_string()),
@@ -209,10 +221,10 @@ fn worker_container(pod: &WorkerPod<'_>) -> Container {
         args: Some(args),
         ports: Some(vec![
             port("rtmp", RTMP_PORT),
-            port("http-metrics", HTTP_PORT),
+            port(http_port_name(https), HTTP_PORT),
         ]),
-        readiness_probe: Some(http_probe("/readyz", 5, 3)),
-        liveness_probe: Some(http_probe("/healthz", 10, 6)),
+        readiness_probe: Some(http_probe("/readyz", 5, 3, https)),
+        liveness_probe: Some(http_probe("/healthz", 10, 6, https)),
         resources: pod
             .camera
             .spec
@@ -329,7 +341,18 @@ fn volumes(pod: &WorkerPod<'_>) -> Vec<Volume> {
         volumes.push(token_volume(&pool_token_volume_name(pool), pool));
     }
     if let Some(secret) = rtsp_credentials(pod) {
-        volumes.push(rtsp_credentials_volume(secret));
+        volumes.push(user_secret_volume(
+            RTSP_CREDENTIALS_VOLUME,
+            secret,
+            &["username", "password"],
+        ));
+    }
+    if let Some(secret) = tls_secret(pod) {
+        volumes.push(user_secret_volume(
+            HTTP_TLS_VOLUME,
+            secret,
+            &[TLS_CERT_KEY, TLS_KEY_KEY],
+        ));
     }
     if pod.publish_key.is_some() {
         volumes.push(Volume {
@@ -353,23 +376,30 @@ fn rtsp_credentials<'a>(pod: &WorkerPod<'a>) -> Option<&'a str> {
         .map(|r| r.name.as_str())
 }
 
-/// The user's `kubernetes.io/basic-auth` Secret, its two keys only, readable by the pod's group
-/// alone. Only its name reaches the pod template, so new content never restarts the pod.
-/// Optional: the reconcile holds a camera whose Secret is missing before it builds anything,
-/// and a Secret deleted later must not keep a restarted worker from starting (it then reports
-/// the refused connection, and the Camera says the Secret is missing).
-fn rtsp_credentials_volume(secret: &str) -> Volume {
-    let item = |key: &str| k8s_openapi::api::core::v1::KeyToPath {
-        key: key.into(),
-        path: key.into(),
+/// The name of the Camera's `kubernetes.io/tls` Secret, when it serves HTTPS.
+fn tls_secret<'a>(pod: &WorkerPod<'a>) -> Option<&'a str> {
+    let tls = pod.camera.spec.http.tls.as_ref()?;
+    Some(tls.secret_ref.name.as_str())
+}
+
+/// A user's Secret (RTSP credentials, TLS certificate), its `keys` only, readable by the pod's
+/// group alone. Only its name reaches the pod template, so new content (a rotated password, a
+/// renewed certificate) never restarts the pod: the worker re-reads the files. Optional: the
+/// reconcile holds a camera whose Secret is missing before it builds anything, and a Secret
+/// deleted later must not keep a restarted worker from being scheduled (it then reports the
+/// problem, and the Camera says the Secret is missing).
+fn user_secret_volume(volume: &str, secret: &str, keys: &[&str]) -> Volume {
+    let item = |key: &&str| k8s_openapi::api::core::v1::KeyToPath {
+        key: (*key).into(),
+        path: (*key).into(),
         ..Default::default()
     };
     Volume {
-        name: RTSP_CREDENTIALS_VOLUME.into(),
+        name: volume.into(),
         secret: Some(SecretVolumeSource {
             secret_name: Some(secret.to_string()),
             default_mode: Some(0o440),
-            items: Some(vec![item("username"), item("password")]),
+            items: Some(keys.iter().map(item).collect()),
             optional: Some(true),
             ..Default::default()
         }),
@@ -428,11 +458,14 @@ pub(crate) fn env_var(name: &str, value: &str) -> EnvVar {
     }
 }
 
-fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+/// A probe of the worker's HTTP port; `https` when it serves TLS (the kubelet does not verify
+/// the certificate of an HTTPS probe).
+fn http_probe(path: &str, period: i32, failures: i32, https: bool) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::String("http-metrics".into()),
+            port: IntOrString::String(http_port_name(https).into()),
+            scheme: https.then(|| "HTTPS".into()),
             ..Default::default()
         }),
         period_seconds: Some(period),

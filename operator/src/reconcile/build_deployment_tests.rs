@@ -388,6 +388,36 @@ fn pulling(name: &str, credentials: Option<&str>) -> Camera {
     cam
 }
 
+/// The Secret volume `name` of the pod.
+fn secret_volume(d: &Deployment, name: &str) -> SecretVolumeSource {
+    pod(d)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == name)
+        .and_then(|v| v.secret.clone())
+        .expect("a Secret volume")
+}
+
+/// The keys a Secret volume projects.
+fn secret_keys(volume: &SecretVolumeSource) -> Vec<&str> {
+    volume
+        .items
+        .iter()
+        .flatten()
+        .map(|i| i.key.as_str())
+        .collect()
+}
+
+fn pod_annotations(d: &Deployment) -> BTreeMap<String, String> {
+    d.spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default()
+}
+
 fn mounts_of(c: &Container) -> Vec<(&str, &str, Option<bool>)> {
     c.volume_mounts
         .iter()
@@ -424,13 +454,7 @@ fn rtsp_credentials_are_the_users_secret_mounted_read_only_into_the_worker_alone
         "a processor never sees the camera's credentials: {:?}",
         mounts_of(sidecar)
     );
-    let volume = pod(&d)
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == "kamera-rtsp-credentials")
-        .and_then(|v| v.secret.clone())
-        .expect("a Secret volume");
+    let volume = secret_volume(&d, "kamera-rtsp-credentials");
     assert_eq!(volume.secret_name.as_deref(), Some("gate-creds"));
     assert_eq!(
         volume.default_mode,
@@ -441,12 +465,7 @@ fn rtsp_credentials_are_the_users_secret_mounted_read_only_into_the_worker_alone
         pod(&d).security_context.as_ref().and_then(|s| s.fs_group),
         Some(RUN_AS)
     );
-    let keys: Vec<&str> = volume
-        .items
-        .iter()
-        .flatten()
-        .map(|i| i.key.as_str())
-        .collect();
+    let keys = secret_keys(&volume);
     assert_eq!(keys, ["username", "password"]);
 }
 
@@ -676,4 +695,92 @@ fn pod_overrides_that_break_the_template_are_refused() {
         defaults: &WorkerDefaults::default(),
     });
     assert!(result.is_err());
+}
+
+fn serving_https(name: &str) -> Camera {
+    use crate::crd::camera::{CredentialsSecretRef, HttpTlsSpec};
+    let mut cam = test_camera(name);
+    cam.spec.http.tls = Some(HttpTlsSpec {
+        secret_ref: CredentialsSecretRef {
+            name: format!("{name}-tls"),
+        },
+    });
+    cam
+}
+
+#[test]
+fn https_mounts_the_tls_secret_passes_the_files_and_probes_with_https() {
+    let d = build(&serving_https("gate"), &[cpu()], None);
+    let w = container(&d, "worker");
+    let args: Vec<&str> = w.args.iter().flatten().map(String::as_str).collect();
+    let tls = [
+        "--tls-cert",
+        "/etc/kamera/tls/tls.crt",
+        "--tls-key",
+        "/etc/kamera/tls/tls.key",
+    ];
+    assert!(args.windows(tls.len()).any(|w| w == tls), "{args:?}");
+    assert!(mounts_of(w).contains(&("kamera-http-tls", "/etc/kamera/tls", Some(true))));
+    assert!(
+        !mounts_of(container(&d, "processor-motion"))
+            .iter()
+            .any(|(name, _, _)| name.contains("tls")),
+        "a processor never sees the camera's key"
+    );
+    let volume = secret_volume(&d, "kamera-http-tls");
+    assert_eq!(volume.secret_name.as_deref(), Some("gate-tls"));
+    assert_eq!(volume.default_mode, Some(0o440));
+    let keys = secret_keys(&volume);
+    assert_eq!(keys, ["tls.crt", "tls.key"]);
+    for probe in [&w.readiness_probe, &w.liveness_probe] {
+        let get = probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("httpGet");
+        assert_eq!(get.scheme.as_deref(), Some("HTTPS"));
+        assert_eq!(get.port, IntOrString::String("https-metrics".into()));
+    }
+    let annotations = pod_annotations(&d);
+    assert_eq!(
+        annotations.get("prometheus.io/scheme").map(String::as_str),
+        Some("https")
+    );
+    // The port's name carries the scheme, for the monitors that scrape by name.
+    let ports: Vec<_> = w
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.container_port))
+        .collect();
+    assert!(ports.contains(&(Some("https-metrics"), 8080)), "{ports:?}");
+    let cam = serving_https("gate");
+    let at = CameraRef::of(&cam).expect("named");
+    let svc = crate::reconcile::build_service::build_http_service(&cam, &at);
+    let port = &svc.spec.and_then(|s| s.ports).expect("ports")[0];
+    assert_eq!(
+        port.target_port,
+        Some(IntOrString::String("https-metrics".into()))
+    );
+    assert_eq!(port.app_protocol.as_deref(), Some("https"));
+}
+
+#[test]
+fn without_tls_nothing_changes_for_existing_pods() {
+    let d = build(&test_camera("gate"), &[], None);
+    let w = container(&d, "worker");
+    assert!(!w.args.iter().flatten().any(|a| a.starts_with("--tls")));
+    assert!(!mounts_of(w).iter().any(|(name, _, _)| name.contains("tls")));
+    let get = w
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .expect("httpGet");
+    assert_eq!(get.scheme, None, "the default (HTTP), as before");
+    let annotations = pod_annotations(&d);
+    assert!(!annotations.contains_key("prometheus.io/scheme"));
+    // A renewed certificate is new content in the same Secret: the pod stays.
+    assert_eq!(
+        deployment_config_hash(&build(&serving_https("gate"), &[], None)),
+        deployment_config_hash(&build(&serving_https("gate"), &[], None))
+    );
 }

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::crd::camera::{Camera, ExposureSpec, ServiceType};
 use crate::reconcile::names::{
-    http_service_name, labels, selector_labels, workload_name, HTTP_PORT, RTMP_PORT,
+    http_port_name, http_service_name, labels, selector_labels, workload_name, HTTP_PORT, RTMP_PORT,
 };
 use crate::reconcile::{owner_references, CameraRef};
 
@@ -36,12 +36,14 @@ pub fn build_ingest_service(camera: &Camera, at: &CameraRef) -> Service {
 
 /// The HTTP Service, `<camera>-http`.
 pub fn build_http_service(camera: &Camera, at: &CameraRef) -> Service {
+    let tls = camera.spec.http.tls.is_some();
+    let scheme = if tls { "https" } else { "http" };
     let port = ServicePort {
-        name: Some("http".into()),
+        name: Some(scheme.into()),
         port: HTTP_PORT,
-        target_port: Some(IntOrString::String("http-metrics".into())),
+        target_port: Some(IntOrString::String(http_port_name(tls).into())),
         protocol: Some("TCP".into()),
-        app_protocol: Some("http".into()),
+        app_protocol: Some(scheme.into()),
         ..Default::default()
     };
     build(

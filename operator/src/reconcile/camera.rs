@@ -39,7 +39,7 @@ use crate::reconcile::resolve::{resolve_processors, ResolvedProcessor};
 use crate::reconcile::schedule::schedule;
 use crate::reconcile::secrets::{
     apply_http_tokens, apply_publish_key, ensure_pool_token, read_secret, read_secret_value,
-    rtsp_credentials_problem,
+    rtsp_credentials_problem, tls_secret_problem,
 };
 use crate::reconcile::status::{
     find, settle_conditions, Cond, INGESTING, PROCESSORS_READY, READY, RECORDING,
@@ -176,6 +176,17 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         if let Some(problem) = rtsp_credentials_problem(&reference.name, secret.as_ref()) {
             let message = format!("{problem}; the running worker is left as it is");
             let cond = Cond::no(READY, "CredentialsMissing", message);
+            return Ok(Outcome::hold(&previous, cond, Action::requeue(RETRY)));
+        }
+    }
+
+    // 4d. the TLS certificate: checked, never read into the pod (mounted as it is)
+    let tls_secret = camera.spec.http.tls.as_ref().map(|t| &t.secret_ref);
+    if let Some(reference) = tls_secret {
+        let secret = read_secret(ctx, at, &reference.name).await?;
+        if let Some(problem) = tls_secret_problem(&reference.name, secret.as_ref()) {
+            let message = format!("{problem}; the running worker is left as it is");
+            let cond = Cond::no(READY, "TlsSecretMissing", message);
             return Ok(Outcome::hold(&previous, cond, Action::requeue(RETRY)));
         }
     }
@@ -416,7 +427,10 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         }
     }
     // Secrets are read, never watched: a Camera that uses one looks again every minute.
-    let reads_secrets = publish_key.is_some() || tokens.is_some() || rtsp_credentials.is_some();
+    let reads_secrets = publish_key.is_some()
+        || tokens.is_some()
+        || rtsp_credentials.is_some()
+        || tls_secret.is_some();
     let mut action = Action::requeue(if reads_secrets { RETRY } else { RESYNC });
     if let Some(busy) = &queued {
         let max = ctx.rollouts.max();
@@ -442,7 +456,11 @@ async fn plan_and_apply(camera: &Camera, at: &CameraRef, ctx: &Context) -> Resul
         Some(rtsp) => rtsp.url.clone(),
         None => ingest_url(at, current_services.first().cloned().flatten().as_deref()),
     });
-    status.playback_url = Some(playback_url(at, http_service.as_deref()));
+    status.playback_url = Some(playback_url(
+        at,
+        http_service.as_deref(),
+        camera.spec.http.tls.is_some(),
+    ));
     status.processor_summary = Some(format!(
         "{}/{}",
         attached.iter().filter(|p| p.ready).count(),

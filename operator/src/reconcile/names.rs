@@ -32,10 +32,33 @@ pub const HTTP_TOKENS_FILE: &str = "tokens";
 pub const RTSP_CREDENTIALS_DIR: &str = "/var/run/kamera-rtsp";
 /// The worker pod's volume with the RTSP credentials Secret (`kamera-` names are reserved).
 pub const RTSP_CREDENTIALS_VOLUME: &str = "kamera-rtsp-credentials";
+/// Where the worker finds its certificate: the camera's `kubernetes.io/tls` Secret mounted as
+/// it is (never copied), `tls.crt` and `tls.key`.
+pub const HTTP_TLS_DIR: &str = "/etc/kamera/tls";
+/// The worker pod's volume with the TLS Secret (`kamera-` names are reserved).
+pub const HTTP_TLS_VOLUME: &str = "kamera-http-tls";
+/// The keys of a `kubernetes.io/tls` Secret, and the file names under [`HTTP_TLS_DIR`].
+pub const TLS_CERT_KEY: &str = "tls.crt";
+pub const TLS_KEY_KEY: &str = "tls.key";
 /// RTMP port of the worker.
 pub const RTMP_PORT: i32 = 1935;
 /// HTTP port of the worker (LL-HLS, API, metrics, health).
 pub const HTTP_PORT: i32 = 8080;
+/// Name of the worker container's HTTP port (probes, the HTTP Service, Prometheus).
+pub const HTTP_PORT_NAME: &str = "http-metrics";
+/// Its name when the worker serves HTTPS (`http.tls`): monitors that scrape by port name find
+/// the scheme in it, so one PodMonitor scrapes HTTP and HTTPS workers each the right way.
+pub const HTTPS_PORT_NAME: &str = "https-metrics";
+
+/// The worker's HTTP port name, with TLS or without.
+pub fn http_port_name(tls: bool) -> &'static str {
+    if tls {
+        HTTPS_PORT_NAME
+    } else {
+        HTTP_PORT_NAME
+    }
+}
+
 /// Name of the worker container.
 pub const WORKER_CONTAINER: &str = "worker";
 

@@ -23,6 +23,7 @@ use crate::reconcile::build_storage::{
 use crate::reconcile::names::{
     http_tokens_secret_name, pool_token_secret_name, FIELD_MANAGER, HTTP_TOKENS_FILE,
 };
+use crate::reconcile::names::{TLS_CERT_KEY, TLS_KEY_KEY};
 use crate::reconcile::ownership::{ownership, Ownership};
 use crate::reconcile::CameraRef;
 
@@ -59,23 +60,50 @@ pub async fn read_secret_value(
 /// the Camera's condition; `None` when it has a non-empty `username` and a `password`. Never
 /// says anything of the values.
 pub fn rtsp_credentials_problem(name: &str, secret: Option<&Secret>) -> Option<String> {
+    keys_problem(
+        name,
+        "source.rtsp.credentialsSecretRef",
+        secret,
+        &[("username", false), ("password", true)],
+        "it needs the keys username and password, as a kubernetes.io/basic-auth Secret has",
+    )
+}
+
+/// What is wrong with the TLS Secret `name` (`http.tls.secretRef`), as for
+/// [`rtsp_credentials_problem`]: it needs a non-empty `tls.crt` and `tls.key`. Whether they
+/// hold a usable pair is the worker's to say (it refuses to start, or keeps its last good pair).
+pub fn tls_secret_problem(name: &str, secret: Option<&Secret>) -> Option<String> {
+    keys_problem(
+        name,
+        "http.tls.secretRef",
+        secret,
+        &[(TLS_CERT_KEY, false), (TLS_KEY_KEY, false)],
+        "it needs the keys tls.crt and tls.key, as a kubernetes.io/tls Secret has",
+    )
+}
+
+/// The problem of a Secret the Camera references at `field` that lacks one of `keys` (each
+/// with whether an empty value is allowed); `None` when it has them all.
+fn keys_problem(
+    name: &str,
+    field: &str,
+    secret: Option<&Secret>,
+    keys: &[(&str, bool)],
+    needs: &str,
+) -> Option<String> {
     let Some(secret) = secret else {
-        return Some(format!(
-            "Secret {name} (source.rtsp.credentialsSecretRef) does not exist"
-        ));
+        return Some(format!("Secret {name} ({field}) does not exist"));
     };
     let data = secret.data.as_ref();
     let value = |key: &str| data.and_then(|d| d.get(key)).map(|b| b.0.as_slice());
-    let missing: Vec<&str> = [
-        ("username", value("username").is_none_or(<[u8]>::is_empty)),
-        ("password", value("password").is_none()),
-    ]
-    .into_iter()
-    .filter_map(|(key, missing)| missing.then_some(key))
-    .collect();
+    let missing: Vec<&str> = keys
+        .iter()
+        .filter(|(key, empty_ok)| value(key).is_none_or(|v| v.is_empty() && !empty_ok))
+        .map(|(key, _)| *key)
+        .collect();
     (!missing.is_empty()).then(|| {
         format!(
-            "Secret {name} (source.rtsp.credentialsSecretRef) has no {}: it needs the keys username and password, as a kubernetes.io/basic-auth Secret has",
+            "Secret {name} ({field}) has no {}: {needs}",
             missing.join(" and no ")
         )
     })
@@ -233,5 +261,21 @@ mod tests {
         assert!(empty.contains("no username and no password"), "{empty}");
         let blank = secret(&[("username", ""), ("password", "x")]);
         assert!(rtsp_credentials_problem("c", Some(&blank)).is_some());
+    }
+
+    #[test]
+    fn a_tls_secret_needs_a_certificate_and_a_key() {
+        let pem = "-----BEGIN CERTIFICATE-----";
+        let s = secret(&[("tls.crt", pem), ("tls.key", "k")]);
+        assert_eq!(tls_secret_problem("gate-tls", Some(&s)), None);
+        let none = tls_secret_problem("gate-tls", None).expect("missing");
+        assert!(
+            none.contains("gate-tls") && none.contains("http.tls.secretRef"),
+            "{none}"
+        );
+        let half = secret(&[("tls.crt", pem), ("tls.key", "")]);
+        let message = tls_secret_problem("gate-tls", Some(&half)).expect("empty key");
+        assert!(message.contains("has no tls.key"), "{message}");
+        assert!(!message.contains(pem), "{message}");
     }
 }

@@ -13,10 +13,11 @@ pub fn ingest_url(at: &CameraRef, service: Option<&Service>) -> String {
     format!("rtmp://{host_port}/live/{}", at.name)
 }
 
-/// `http://…/hls/<camera>/index.m3u8`.
-pub fn playback_url(at: &CameraRef, service: Option<&Service>) -> String {
+/// `http://…/hls/<camera>/index.m3u8`, or `https://` when the worker serves TLS.
+pub fn playback_url(at: &CameraRef, service: Option<&Service>, tls: bool) -> String {
     let host_port = reach(at, &http_service_name(&at.name), service, HTTP_PORT);
-    format!("http://{host_port}/hls/{}/index.m3u8", at.name)
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{host_port}/hls/{}/index.m3u8", at.name)
 }
 
 /// `host:port` to reach `port` of the Service `name`.
@@ -102,7 +103,7 @@ mod tests {
             "rtmp://gate.cams.svc:1935/live/gate"
         );
         assert_eq!(
-            playback_url(&at(), None),
+            playback_url(&at(), None, false),
             "http://gate-http.cams.svc:8080/hls/gate/index.m3u8"
         );
     }
@@ -137,8 +138,13 @@ mod tests {
             }),
         );
         assert_eq!(
-            playback_url(&at(), Some(&name)),
+            playback_url(&at(), Some(&name), false),
             "http://lb.example.com:8080/hls/gate/index.m3u8"
+        );
+        assert_eq!(
+            playback_url(&at(), Some(&name), true),
+            "https://lb.example.com:8080/hls/gate/index.m3u8",
+            "a worker with http.tls is played over HTTPS"
         );
     }
 

@@ -7,6 +7,7 @@ use crate::reconcile::names::{
     DATA_DIR, FRAMES_DIR, FRAME_SOCKET, HTTP_PORT, HTTP_TOKENS_DIR, HTTP_TOKENS_FILE,
     PUBLISH_KEY_DIR, PUBLISH_KEY_FILE, RTMP_PORT,
 };
+use crate::reconcile::names::{HTTP_TLS_DIR, TLS_CERT_KEY, TLS_KEY_KEY};
 
 /// The worker binary, as the container's command.
 pub fn worker_command() -> Vec<String> {
@@ -54,6 +55,10 @@ pub fn worker_args(name: &str, spec: &CameraSpec, publish_key: bool) -> Vec<Stri
             "http-tokens-file",
             format!("{HTTP_TOKENS_DIR}/{HTTP_TOKENS_FILE}"),
         );
+    }
+    if spec.http.tls.is_some() {
+        flag("tls-cert", format!("{HTTP_TLS_DIR}/{TLS_CERT_KEY}"));
+        flag("tls-key", format!("{HTTP_TLS_DIR}/{TLS_KEY_KEY}"));
     }
     let recording = &spec.recording;
     if recording.enabled {

@@ -1,12 +1,16 @@
 //! The HTTP server: camera API, metrics and health here; each media stage adds its own routes
 //! (LL-HLS, recordings, frames) with [`axum::Router::merge`]; [`finish`] wraps the whole router
-//! in viewer authentication and CORS.
+//! in viewer authentication and CORS; [`serve`] runs the listener (HTTP/1.1 and HTTP/2, over
+//! TLS with [`tls`] when configured).
 
 mod api;
 pub mod auth;
 pub mod gzip;
+mod reload;
+pub mod serve;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -145,17 +145,8 @@ impl TokensFile {
 
     /// Re-reads the file every `every` until `shutdown`, applying each valid change.
     pub async fn watch(mut self, every: Duration, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            let path = self.path.clone();
-            let read = tokio::task::spawn_blocking(move || read_limited(&path))
-                .await
-                .unwrap_or_else(|e| Err(format!("reading task failed: {e}")));
+        let path = self.path.clone();
+        super::reload::poll(every, shutdown, move || read_limited(&path), |read| {
             match self.seen.observe(read) {
                 Change::None => {}
                 Change::Apply(tokens) => {
@@ -168,7 +159,8 @@ impl TokensFile {
                     self.metrics.file_valid.set(0);
                 }
             }
-        }
+        })
+        .await;
     }
 }
 
