@@ -19,8 +19,10 @@ test: setup
 
 # OCI images of the worker, the operator and the example processors, amd64 and arm64, built with
 # buildah (no daemon) into build/images/ (scripts/images.sh; IMAGES=... ARCHES=amd64 to narrow).
+# (Make's `or` splits its arguments on commas, so the default list lives in a variable.)
+ARCHES ?= amd64,arm64
 images: setup
-	@KAMERA_ARCHES="$(or $(ARCHES),amd64,arm64)" bash scripts/images.sh $(IMAGES)
+	@KAMERA_ARCHES="$(ARCHES)" bash scripts/images.sh $(IMAGES)
 
 # The arm64 worker under qemu-user-static (make test runs it when qemu-user-static is installed).
 test-arm64: setup
