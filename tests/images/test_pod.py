@@ -176,10 +176,12 @@ def test_operator_image_prints_the_crds_in_crds(pod_spec, work):
 # measurement plus a small margin. An image is its runtime layers (the base and the libraries the
 # binary links) and one layer holding the binary. make test's images carry its own unoptimised
 # (stripped) binaries, so the binary budget here is theirs. Measured (MiB): worker runtime 184.0
-# + binary 3.6, operator runtime 10.1 + binary 9.4; the release images of `make images`, 186 and
-# 17 in all. Past a budget means debug info, a compiler or headers, or a new dependency crept in.
+# + binary 3.6, operator runtime 10.1 + binary 9.4; the release images of `make images`, 187 and
+# 18 in all. The worker's binary grew to 5.6 with HTTPS and HTTP/2 (rustls, ring, h2) and H.265,
+# and its budget with it. Past a budget means debug info, a compiler or headers, or a new
+# dependency crept in.
 RUNTIME_BUDGET_MIB = {"kamera-worker": 187, "kamera-operator": 11}
-BINARY_BUDGET_MIB = {"kamera-worker": 4.5, "kamera-operator": 11}
+BINARY_BUDGET_MIB = {"kamera-worker": 6, "kamera-operator": 11}
 
 
 @pytest.mark.parametrize("image", sorted(RUNTIME_BUDGET_MIB))
